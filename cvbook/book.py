@@ -22,10 +22,10 @@ from .core import current_profile, project_root
 from .runs import markdown_table, read_csv
 
 # %% auto #0
-__all__ = ['ANCHOR', 'CITATION', 'INCLUDE', 'OPTION', 'MD_FIGURE', 'SUMMARIES', 'QUARTO_HELP', 'book_files', 'ChapterRefs',
-           'scan_chapter', 'check_book', 'summary_markdown', 'write_summary', 'notebooks', 'execute_notebook',
-           'preview_html', 'render', 'nbdev_tool', 'build_book', 'build_book_cli', 'package_in_sync', 'test_notebooks',
-           'test_book']
+__all__ = ['ANCHOR', 'CITATION', 'INCLUDE', 'OPTION', 'MD_FIGURE', 'SUMMARIES', 'QUARTO_HELP', 'QUARTO_ATTRIBUTES', 'book_files',
+           'ChapterRefs', 'scan_chapter', 'check_book', 'summary_markdown', 'write_summary', 'notebooks',
+           'execute_notebook', 'preview_html', 'render', 'nbdev_tool', 'build_book', 'build_book_cli',
+           'package_in_sync', 'test_notebooks', 'test_book']
 
 # %% ../chapters/04_book.ipynb #c263cabe
 def book_files(root: Path | None = None) -> list[Path]:
@@ -149,10 +149,12 @@ def execute_notebook(path: Path) -> float:
     nbformat.write(nb, path)
     return time.perf_counter() - start
 
-# %% ../chapters/04_book.ipynb #0b7fb3ef
+# %% ../chapters/04_book.ipynb #ed161975
 QUARTO_HELP = ("Quarto is not installed, so the book was not rendered with cross-references. "
                "Install it from https://quarto.org/docs/get-started/ (or `pip install quarto-cli`, "
                "which downloads the binary and so needs internet), then run `make book` again.")
+
+QUARTO_ATTRIBUTES = re.compile(r"\s*\{[#.][^}]*\}")
 
 def preview_html(root: Path) -> Path:
     "An nbconvert HTML preview of the preface and every chapter in `_book/preview/`; returns its index."
@@ -161,12 +163,18 @@ def preview_html(root: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     banner = ("> **Preview without cross-references.** " + QUARTO_HELP + "\n\n")
     exporter = HTMLExporter(template_name="lab")
-    links = []
-    for path in book_files(root)[1:]:
-        html, _ = exporter.from_notebook_node(nbformat.read(path, as_version=4))
+    chapters, links, defined_in = book_files(root)[1:], [], {}
+    for path in chapters:
+        nb = nbformat.read(path, as_version=4)
+        html, _ = exporter.from_notebook_node(nb)
         (out/f"{path.stem}.html").write_text(html)
-        links.append(f"- [{path.stem}]({path.stem}.html)")
+        title = next((c.source.splitlines()[0].lstrip("# ") for c in nb.cells if c.cell_type == "markdown"), path.stem)
+        links.append(f"- [{QUARTO_ATTRIBUTES.sub('', title)}]({path.stem}.html)")
+        defined_in.update({label: path.stem for label, _ in scan_chapter(path).labels})
     preface = INCLUDE.sub(lambda m: (root/m.group(1)).read_text(), (root/"index.qmd").read_text())
+    preface = QUARTO_ATTRIBUTES.sub("", preface)
+    preface = CITATION.sub(lambda m: f"[{m.group(1)}]({defined_in[m.group(1)]}.html)" if m.group(1) in defined_in
+                           else m.group(0), preface)
     index = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
         banner + preface + "\n\n## Chapters and appendices\n\n" + "\n".join(links))])
     html, _ = exporter.from_notebook_node(index)
