@@ -23,8 +23,8 @@ from .runs import markdown_table, read_csv
 
 # %% auto #0
 __all__ = ['ANCHOR', 'CITATION', 'INCLUDE', 'OPTION', 'MD_FIGURE', 'SUMMARIES', 'QUARTO_HELP', 'QUARTO_ATTRIBUTES', 'book_files',
-           'ChapterRefs', 'scan_chapter', 'check_book', 'summary_markdown', 'write_summary', 'notebooks',
-           'execute_notebook', 'preview_html', 'render', 'nbdev_tool', 'build_book', 'build_book_cli',
+           'ChapterRefs', 'scan_chapter', 'check_book', 'summary_table', 'summary_markdown', 'write_summary',
+           'notebooks', 'execute_notebook', 'preview_html', 'render', 'nbdev_tool', 'build_book', 'build_book_cli',
            'package_in_sync', 'test_notebooks', 'test_book']
 
 # %% ../chapters/04_book.ipynb #c263cabe
@@ -114,9 +114,25 @@ def check_book(root: Path | None = None) -> dict[str, list[str]]:
                                            for c in sorted(scan.citations) if c not in where]
     return problems
 
-# %% ../chapters/04_book.ipynb #0c6b47e6
+# %% ../chapters/04_book.ipynb #8034ee6a
 SUMMARIES = {"q1": "Q1: ResNet18 on 36x36 images", "q2": "Q2: saliency and adversarial images",
              "q3": "Q3: style transfer"}
+
+def _typed(text: str):
+    "A CSV cell as an int or float when it reads as one, so tables format it."
+    for kind in (int, float):
+        try: return kind(text)
+        except ValueError: pass
+    return text
+
+def summary_table(rows: list[dict]) -> str:
+    "Markdown for a chapter's summary rows; columns equal in every row become one line below the table."
+    rows = [{k: _typed(v) for k, v in row.items()} for row in rows]
+    columns = list(rows[0]) if rows else []
+    constant = [c for c in columns if len(rows) > 1 and len({str(r[c]) for r in rows}) == 1]
+    table = markdown_table(rows, [c for c in columns if c not in constant]).data
+    common = "; ".join(f"{c}: {rows[0][c]}" for c in constant)
+    return table + (f"\n\nSame in every row: {common}." if common else "")
 
 def summary_markdown(figures: Path) -> str:
     "The preface's results section, from the chapters' `qN_summary.csv` files in `figures`."
@@ -124,7 +140,7 @@ def summary_markdown(figures: Path) -> str:
     for key, title in SUMMARIES.items():
         path = Path(figures)/f"{key}_summary.csv"
         parts.append(f"### {title}\n")
-        if path.exists(): parts.append(markdown_table(read_csv(path)).data + f"\n\n: Source: `figures/{path.name}`.\n")
+        if path.exists(): parts.append(summary_table(read_csv(path)) + f" Source: `figures/{path.name}`.\n")
         else: parts.append(f"*Not built yet: `figures/{path.name}` is missing. Run `make book`.*\n")
     return "\n".join(parts)
 
@@ -241,13 +257,14 @@ def test_notebooks(root: Path, workers: int = 2) -> dict[str, tuple[bool, float]
                            n_workers=workers, basepath=str(root), do_print=True, pause=0.5)
     return {f.name: tuple(r) for f, r in zip(files, results)}
 
-# %% ../chapters/04_book.ipynb #8ef97642
+# %% ../chapters/04_book.ipynb #05956363
 def test_book() -> None:
     "`make test`: package sync, every notebook on the smoke profile, static book checks; exits 1 on any failure."
     root = project_root()
     scratch = Path(tempfile.mkdtemp(prefix="cvbook-test-"))
     os.environ.update(CVBOOK_PROFILE="smoke", CVBOOK_RESULTS=str(scratch/"results"), WANDB_DIR=str(scratch))
-    os.environ.setdefault("WANDB_MODE", "offline")
+    # W&B's start-up costs seconds per run; 03_runs tests the offline logging path explicitly.
+    os.environ.setdefault("WANDB_MODE", "disabled")
     outcomes: dict[str, list[str]] = {"package in sync with notebooks": package_in_sync(root)}
     start = time.perf_counter()
     for name, (ok, seconds) in test_notebooks(root).items():
