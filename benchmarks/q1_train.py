@@ -28,24 +28,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from cvbook.core import device_name, seed_everything
+from cvbook.core import device_name, matmul_gflops, seed_everything
 from cvbook.data import load_q1
 from cvbook.runs import Run
 from cvbook.train import TrainConfig, build_resnet18, evaluate, fit, gflops_per_image, make_splits
 from cvbook.weights import IMAGENET_MEAN, IMAGENET_STD
-
-
-def matmul_peak(sizes=(1024, 2048, 3072), reps: int = 4) -> float:
-    "Measured float32 matrix-multiply throughput in GFLOP/s: the best over square sizes `sizes` and three timings each."
-    best = 0.0
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(reps): a @ b
-            best = max(best, 2 * n**3 * reps / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 class NaiveImages(Dataset):
@@ -102,7 +89,7 @@ def main():
     print(f"sizes: throughput over {batches[36]} batches at 36x36 and {batches[224]} at 224x224, batch {batch}, best of {rounds} rounds; "
           f"time-to-accuracy on {tta['train']} training / {tta['val']} validation images, engine {tta['epochs']} epochs")
 
-    peak = matmul_peak((512,) if q else (1024, 2048, 3072))
+    peak = matmul_gflops((512,) if q else (1024, 2048, 3072))
     print(f"\n1. float32 matmul peak: {peak:.0f} GFLOP/s")
 
     data = load_q1()

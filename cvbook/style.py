@@ -22,8 +22,8 @@ from .weights import Pretrained
 
 # %% auto #0
 __all__ = ['VGG19_LAYERS', 'ASSIGNMENT_LAYERS', 'PAPER_LAYERS', 'vgg19_layer_names', 'nth_conv', 'Layers', 'VGGFeatures',
-           'content_loss', 'gram_matrix', 'style_loss', 'image_tensor', 'fit_to', 'to_pil', 'StyleObjective',
-           'loss_scales', 'optimise', 'StyleConfig', 'stylize']
+           'content_loss', 'gram_matrix', 'style_loss', 'with_style_loss', 'with_content_loss', 'image_tensor',
+           'fit_to', 'to_pil', 'StyleObjective', 'loss_scales', 'optimise', 'StyleConfig', 'stylize']
 
 # %% ../chapters/30_style.ipynb #468fdf9b
 def vgg19_layer_names(blocks: tuple[int, ...] = (2, 2, 4, 4, 4)) -> list[str]:
@@ -56,7 +56,7 @@ ASSIGNMENT_LAYERS = Layers(content=(nth_conv(4),), style=tuple(nth_conv(i) for i
 # work in place, so the responses it calls conv4_2 are taken after the ReLU: here relu4_2.
 PAPER_LAYERS = Layers(content=("relu4_2",), style=("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))
 
-# %% ../chapters/30_style.ipynb #3b22cf09
+# %% ../chapters/30_style.ipynb #c267c9a8
 class VGGFeatures(nn.Module):
     "Activations `{layer name: (B,C,H,W) tensor}` of the requested layers for RGB images in [0,1]; runs the network only up to the deepest of them."
     def __init__(self, pretrained: Pretrained, layers: Iterable[str], names: list[str] = VGG19_LAYERS,
@@ -72,12 +72,15 @@ class VGGFeatures(nn.Module):
         self.names, self.channels_last = names[:depth], channels_last
         if channels_last: self.net.to(memory_format=torch.channels_last)
 
-    def forward(self, rgb: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, rgb: torch.Tensor, taps: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None
+                ) -> dict[str, torch.Tensor]:
+        "The requested activations; `taps[name]`, where given, replaces the activation of layer `name` before the next layer reads it."
         x = self.normalize(rgb)
         if self.channels_last: x = x.contiguous(memory_format=torch.channels_last)
         out = {}
         for name, module in zip(self.names, self.net):
             x = module(x)
+            if taps and name in taps: x = taps[name](x)
             if name in self.layers: out[name] = x
         return out
 
@@ -95,6 +98,60 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor]) -> torch.Tensor:
     "Sum over the layers of `target_grams` of the mean squared difference between Gram matrices (a 0-dim tensor)."
     return sum(F.mse_loss(gram_matrix(features[k]), g) for k, g in target_grams.items())
+
+# %% ../chapters/30_style.ipynb #a52f3035
+def _matrices(features: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    "(B,C,H,W) features as a batch of matrices without copying: (B,N,C) and True for channels-last, else (B,C,N) and False."
+    if features.is_contiguous(): return features.flatten(2), False
+    return features.flatten(2).transpose(1, 2), True
+
+class _StyleLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features, target_gram):
+        b, c, h, w = features.shape
+        m, positions_first = _matrices(features)
+        gram = (m.transpose(1, 2) @ m if positions_first else m @ m.transpose(1, 2)) / (c * h * w)
+        difference = gram - target_gram
+        ctx.save_for_backward(features, difference)
+        ctx.set_materialize_grads(False)
+        return features.view_as(features), difference.pow(2).mean()
+
+    @staticmethod
+    def backward(ctx, grad_features, grad_loss):
+        if grad_loss is None: return grad_features, None
+        features, difference = ctx.saved_tensors
+        b, c, h, w = features.shape
+        scaled = difference * (grad_loss * 4 / (difference.numel() * c * h * w))
+        m, positions_first = _matrices(features)
+        if grad_features is None: grad = m @ scaled if positions_first else scaled @ m
+        else:
+            g = grad_features.contiguous(memory_format=torch.channels_last if positions_first else torch.contiguous_format)
+            g, _ = _matrices(g)
+            grad = torch.baddbmm(g, m, scaled) if positions_first else torch.baddbmm(g, scaled, m)
+        return (grad.transpose(1, 2) if positions_first else grad).unflatten(2, (h, w)), None
+
+class _ContentLoss(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features, target):
+        difference = features - target
+        ctx.save_for_backward(difference)
+        ctx.set_materialize_grads(False)
+        return features.view_as(features), difference.pow(2).sum()
+
+    @staticmethod
+    def backward(ctx, grad_features, grad_loss):
+        if grad_loss is None: return grad_features, None
+        difference, = ctx.saved_tensors
+        grad = difference * (2 * grad_loss)
+        return (grad if grad_features is None else grad.add_(grad_features)), None
+
+def with_style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "(`features` unchanged, the mean squared difference between their Gram matrix and `target_gram`), with a fused backward."
+    return _StyleLoss.apply(features, target_gram)
+
+def with_content_loss(features: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    "(`features` unchanged, `content_loss(features, target)`), with a fused backward."
+    return _ContentLoss.apply(features, target)
 
 # %% ../chapters/30_style.ipynb #ecd47003
 def image_tensor(path: Path, size: int) -> torch.Tensor:
@@ -119,7 +176,7 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     array = image.detach().squeeze(0).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(array)
 
-# %% ../chapters/30_style.ipynb #8c3b5d25
+# %% ../chapters/30_style.ipynb #b6ccb5e8
 class StyleObjective:
     "Content and style losses of an image against targets computed once from a content and a style image."
     def __init__(self, extractor: VGGFeatures, layers: Layers, content_image: torch.Tensor, style_image: torch.Tensor):
@@ -130,10 +187,23 @@ class StyleObjective:
         self.style_targets = {k: gram_matrix(style[k]) for k in layers.style}
 
     def losses(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        "(content loss, style loss) of `image` (1,3,H,W) in [0,1], as 0-dim tensors."
+        "(content loss, style loss) of `image` (1,3,H,W) in [0,1], as 0-dim tensors, from one pass with the losses tapped in."
+        content, style = [], []
+        def tap(name):
+            def add_losses(features):
+                if name in self.content_targets:
+                    features, loss = with_content_loss(features, self.content_targets[name]); content.append(loss)
+                if name in self.style_targets:
+                    features, loss = with_style_loss(features, self.style_targets[name]); style.append(loss)
+                return features
+            return add_losses
+        self.extractor(image, taps={name: tap(name) for name in {*self.content_targets, *self.style_targets}})
+        return sum(content), sum(style)
+
+    def reference_losses(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "The same losses from `content_loss` and `style_loss` applied to the extracted features, with plain autograd."
         features = self.extractor(image)
-        content = sum(content_loss(features[k], t) for k, t in self.content_targets.items())
-        return content, style_loss(features, self.style_targets)
+        return sum(content_loss(features[k], t) for k, t in self.content_targets.items()), style_loss(features, self.style_targets)
 
 def loss_scales(objective: StyleObjective, content_image: torch.Tensor, style_image: torch.Tensor) -> tuple[float, float]:
     "(content scale, style scale): the content loss of the style image and the style loss of the content image."
