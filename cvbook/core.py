@@ -95,11 +95,11 @@ def default_device() -> torch.device:
     if os.environ.get("CVBOOK_DEVICE"): return torch.device(os.environ["CVBOOK_DEVICE"])
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-# %% ../chapters/00_core.ipynb #a52379c1
+# %% ../chapters/00_core.ipynb #b8cd0e3e
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # glibc's mallopt parameters (malloc.h)
 
 def keep_freed_memory() -> bool:
-    "Make glibc's `malloc` keep freed blocks up to 1 GiB for reuse instead of returning them to the OS; False if unsupported."
+    "Make glibc's `malloc` keep freed blocks (up to 1 GiB; 64 MiB outside the main thread) for reuse instead of returning them to the OS; False if unsupported."
     try: mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError): return False
     return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
