@@ -60,8 +60,7 @@ def main():
     subset = one_per_class(items, 1)
     photos = [load_image(items[i][0]) for i in subset]
     labels = torch.tensor([items[i][1] for i in subset])
-    print(f"model: {loaded.name}\n{prepared.notes[-1]}\ndevice: {device_name()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; freed memory kept for reuse: {kept}\n"
+    print(f"model: {loaded.name}\n{prepared.notes[-1]}\ndevice: {device_name()}, torch {torch.__version__}; freed memory kept for reuse: {kept}\n"
           f"images: {len(subset)} (subset B), target: next most probable class, step {args.step_size}, "
           f"at most {args.max_steps} steps")
     ok = True
@@ -85,7 +84,7 @@ def main():
         baseline = seconds["one at a time, loaded network"]
         for name, s in seconds.items():
             print(f"  {name:36s} {s:6.2f} s   {baseline / s:5.2f}x")
-        print(f"  batching alone: {seconds['one at a time, loaded network'] / seconds['batched, loaded network']:.2f}x with the "
+        print(f"  batching alone: {baseline / seconds['batched, loaded network']:.2f}x with the "
               f"loaded network, {seconds['one at a time, prepared network'] / seconds['batched, prepared network']:.2f}x with the "
               f"prepared one")
         print(f"  speed-up of the chapter's attack (batched, prepared) over one at a time with the loaded network: "

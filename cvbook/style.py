@@ -99,7 +99,7 @@ def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.
     "Sum over the layers of `target_grams` of the mean squared difference between Gram matrices (a 0-dim tensor)."
     return sum(F.mse_loss(gram_matrix(features[k]), g) for k, g in target_grams.items())
 
-# %% ../chapters/30_style.ipynb #a52f3035
+# %% ../chapters/30_style.ipynb #7f48719b
 def _matrices(features: torch.Tensor) -> tuple[torch.Tensor, bool]:
     "(B,C,H,W) features as a batch of matrices without copying: (B,N,C) and True for channels-last, else (B,C,N) and False."
     if features.is_contiguous(): return features.flatten(2), False
@@ -108,7 +108,7 @@ def _matrices(features: torch.Tensor) -> tuple[torch.Tensor, bool]:
 class _StyleLoss(torch.autograd.Function):
     @staticmethod
     def forward(ctx, features, target_gram):
-        b, c, h, w = features.shape
+        _, c, h, w = features.shape
         m, positions_first = _matrices(features)
         gram = (m.transpose(1, 2) @ m if positions_first else m @ m.transpose(1, 2)) / (c * h * w)
         difference = gram - target_gram
@@ -120,7 +120,7 @@ class _StyleLoss(torch.autograd.Function):
     def backward(ctx, grad_features, grad_loss):
         if grad_loss is None: return grad_features, None
         features, difference = ctx.saved_tensors
-        b, c, h, w = features.shape
+        _, c, h, w = features.shape
         scaled = difference * (grad_loss * 4 / (difference.numel() * c * h * w))
         m, positions_first = _matrices(features)
         if grad_features is None: grad = m @ scaled if positions_first else scaled @ m
