@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from cvbook.core import device_name, matmul_gflops, seed_everything
+from cvbook.core import device_name, seed_everything
+from cvbook.speed import matmul_gflops
 from cvbook.data import load_q1
 from cvbook.runs import Run
 from cvbook.train import TrainConfig, build_resnet18, evaluate, fit, gflops_per_image, make_splits

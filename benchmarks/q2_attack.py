@@ -23,9 +23,10 @@ import time
 
 import torch
 
-from cvbook.core import device_name, keep_freed_memory
+from cvbook.core import device_name
 from cvbook.data import load_image, q2_images
-from cvbook.saliency import choose_targets, classify, fool, for_gradients, load_q2_model, one_per_class, preprocess
+from cvbook.saliency import choose_targets, classify, fool, load_q2_model, one_per_class, preprocess
+from cvbook.speed import for_gradients, keep_freed_memory
 
 
 def timed(fns: dict, repeats: int) -> tuple[dict, dict]:

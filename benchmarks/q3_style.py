@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cvbook.core import device_name, matmul_gflops
+from cvbook.core import device_name
+from cvbook.speed import matmul_gflops
 from cvbook.data import q3_images
 from cvbook.style import (ASSIGNMENT_LAYERS, PAPER_LAYERS, VGG19_LAYERS, StyleObjective, VGGFeatures, fit_to,
                           image_tensor, loss_scales)

@@ -3,23 +3,21 @@
 # %% ../chapters/00_core.ipynb #05171257
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import os
 import platform
 import random
-import time
 from functools import lru_cache
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PROFILES', 'project_root', 'data_root', 'weights_dir', 'cache_dir', 'results_dir', 'current_profile', 'by_profile',
-           'figures_dir', 'seed_everything', 'default_device', 'keep_freed_memory', 'matmul_gflops', 'sha256_file',
-           'device_name', 'environment', 'run_size']
+__all__ = ['PROFILES', 'BOOK_DPI', 'project_root', 'data_root', 'weights_dir', 'cache_dir', 'results_dir', 'current_profile',
+           'by_profile', 'figures_dir', 'seed_everything', 'default_device', 'book_style', 'sha256_file', 'device_name',
+           'environment', 'run_size']
 
 # %% ../chapters/00_core.ipynb #146ca2e7
 def project_root() -> Path:
@@ -95,27 +93,12 @@ def default_device() -> torch.device:
     if os.environ.get("CVBOOK_DEVICE"): return torch.device(os.environ["CVBOOK_DEVICE"])
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-# %% ../chapters/00_core.ipynb #b8cd0e3e
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # glibc's mallopt parameters (malloc.h)
+# %% ../chapters/00_core.ipynb #28384802
+BOOK_DPI = 150
 
-def keep_freed_memory() -> bool:
-    "Make glibc's `malloc` keep freed blocks (up to 1 GiB; 64 MiB outside the main thread) for reuse instead of returning them to the OS; False if unsupported."
-    try: mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError): return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
-
-# %% ../chapters/00_core.ipynb #c3645822
-def matmul_gflops(sizes: tuple[int, ...] = (1024, 2048, 3072), repeats: int = 4) -> float:
-    "Measured float32 matrix-multiply throughput on the CPU in GFLOP/s: the best over square sizes `sizes`, three timings each."
-    best = 0.0
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(repeats): a @ b
-            best = max(best, 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9)
-    return best
+def book_style() -> None:
+    "Draw and save matplotlib figures at `BOOK_DPI` (rcParams `figure.dpi` and `savefig.dpi`); nothing else changes."
+    matplotlib.rcParams.update({"figure.dpi": BOOK_DPI, "savefig.dpi": BOOK_DPI})
 
 # %% ../chapters/00_core.ipynb #1e11204e
 @lru_cache(maxsize=None)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import tarfile
 from dataclasses import dataclass
@@ -14,13 +15,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from .core import cache_dir, data_root, sha256_file
+from .core import cache_dir, data_root, project_root, sha256_file
 
 # %% auto #0
-__all__ = ['HOW_TO_PROVIDE', 'Q1_FILES', 'CIFAR10_CLASSES', 'Q1_RESIZE_POLICIES', 'CIFAR_ARCHIVE', 'IMAGE_SUFFIXES', 'Q2_FOLDER',
-           'Q2_CLASSES', 'Q3_FOLDER', 'DataError', 'require', 'read_checksums', 'verify_checksum', 'ImageSet',
-           'as_uint8_images', 'as_labels', 'load_course_q1', 'to_36', 'read_cifar_archive', 'download_cifar',
-           'build_cifar36', 'load_q1', 'load_image', 'natural_key', 'image_files', 'q2_images', 'q3_images']
+__all__ = ['HOW_TO_PROVIDE', 'PATH_VARIABLES', 'Q1_FILES', 'CIFAR10_CLASSES', 'Q1_RESIZE_POLICIES', 'CIFAR_ARCHIVE',
+           'IMAGE_SUFFIXES', 'Q2_FOLDER', 'Q2_CLASSES', 'Q3_FOLDER', 'DataError', 'shown_path', 'require',
+           'read_checksums', 'verify_checksum', 'ImageSet', 'as_uint8_images', 'as_labels', 'load_course_q1', 'to_36',
+           'read_cifar_archive', 'download_cifar', 'build_cifar36', 'load_q1', 'load_image', 'natural_key',
+           'image_files', 'q2_images', 'q3_images']
 
 # %% ../chapters/01_data.ipynb #30950485
 class DataError(Exception):
@@ -29,11 +31,33 @@ class DataError(Exception):
 HOW_TO_PROVIDE = ("Set CVBOOK_DATA to a folder laid out as in data/README.md "
                   "(this repository's CI uses ../shared/data).")
 
+PATH_VARIABLES = ("CVBOOK_DATA", "CVBOOK_WEIGHTS", "CVBOOK_CACHE", "CVBOOK_RESULTS", "TORCH_HOME")
+
+def shown_path(path) -> str:
+    "`path` as the book prints it, never absolute: under the nearest of the folders named by `PATH_VARIABLES` (`$CVBOOK_DATA/...`), the book's root, site-packages or home (`~/...`); else `.../name`."
+    path = Path(path)
+    if not path.is_absolute(): return path.as_posix()
+    path = Path(os.path.normpath(path))
+    roots = [(f"${v}", Path(os.environ[v]).expanduser()) for v in PATH_VARIABLES if os.environ.get(v)]
+    roots += [("", project_root()), ("~", Path.home())]
+    if "site-packages" in path.parts:
+        i = len(path.parts) - 1 - path.parts[::-1].index("site-packages")
+        roots.append(("site-packages", Path(*path.parts[:i + 1])))
+    best = None
+    for label, root in roots:
+        for folder in {root, root.resolve()}:
+            if len(folder.parts) > 1 and path.is_relative_to(folder) and (best is None or len(folder.parts) > len(best[1].parts)):
+                best = (label, folder)
+    if best is None: return f".../{path.name}"
+    label, rel = best[0], path.relative_to(best[1]).as_posix()
+    if rel == ".": return label or "."
+    return f"{label}/{rel}" if label else rel
+
 def require(path: Path, what: str) -> Path:
     "`path` if it exists, else a `DataError` naming `what` was expected, where, and how to provide it."
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{what} not found: {path} does not exist (data root: {data_root()}). {HOW_TO_PROVIDE}")
+        raise DataError(f"{what} not found: {shown_path(path)} does not exist. {HOW_TO_PROVIDE}")
     return path
 
 # %% ../chapters/01_data.ipynb #e476c808
@@ -53,7 +77,7 @@ def verify_checksum(path: Path, root: Path) -> Path:
     path = Path(path)
     expected = read_checksums(root).get(path.relative_to(root).as_posix())
     if expected is not None and (actual := sha256_file(path)) != expected:
-        raise DataError(f"checksum mismatch for {path}: SHA256SUMS expects {expected[:16]}..., the file has "
+        raise DataError(f"checksum mismatch for {shown_path(path)}: SHA256SUMS expects {expected[:16]}..., the file has "
                         f"{actual[:16]}... The file is corrupt or was replaced; restore the original copy.")
     return path
 
@@ -112,16 +136,16 @@ def load_course_q1(root: Path) -> ImageSet:
         path = verify_checksum(require(root/name, "Q1 course tensor"), root)
         try: loaded[name] = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as e:
-            raise DataError(f"cannot load {path}: {e}. Expected a tensor saved with torch.save.") from e
-    train_x = as_uint8_images(loaded["train_data.pt"], str(root/"train_data.pt"))
-    test_x = as_uint8_images(loaded["test_data.pt"], str(root/"test_data.pt"))
+            raise DataError(f"cannot load {shown_path(path)}: {e}. Expected a tensor saved with torch.save.") from e
+    train_x = as_uint8_images(loaded["train_data.pt"], shown_path(root/"train_data.pt"))
+    test_x = as_uint8_images(loaded["test_data.pt"], shown_path(root/"test_data.pt"))
     raw_train_y = loaded["train_labels.pt"]
     n_classes = int(raw_train_y.max()) + 1 if isinstance(raw_train_y, torch.Tensor) and raw_train_y.numel() else 0
-    train_y = as_labels(raw_train_y, str(root/"train_labels.pt"), len(train_x), n_classes)
-    test_y = as_labels(loaded["test_labels.pt"], str(root/"test_labels.pt"), len(test_x), n_classes)
+    train_y = as_labels(raw_train_y, shown_path(root/"train_labels.pt"), len(train_x), n_classes)
+    test_y = as_labels(loaded["test_labels.pt"], shown_path(root/"test_labels.pt"), len(test_x), n_classes)
     fingerprint = "".join(sha256_file(root/n) for n in Q1_FILES)
     return ImageSet(train_x, train_y, test_x, test_y, tuple(f"class {i}" for i in range(n_classes)),
-                    f"the course's 36x36 dataset ({root})", fingerprint)
+                    f"the course's 36x36 dataset ({shown_path(root)})", fingerprint)
 
 # %% ../chapters/01_data.ipynb #7c14c5ea
 Q1_RESIZE_POLICIES = ("resize", "pad")
@@ -146,20 +170,20 @@ def read_cifar_archive(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor
                 parts = Path(member.name).parts
                 if not member.isfile() or len(parts) < 3 or parts[-3] not in images: continue
                 split, cls = parts[-3], parts[-2]
-                if cls not in CIFAR10_CLASSES: raise DataError(f"{path}: unknown class folder {cls!r} in {member.name}")
+                if cls not in CIFAR10_CLASSES: raise DataError(f"{shown_path(path)}: unknown class folder {cls!r} in {member.name}")
                 data = archive.extractfile(member).read()
                 try: pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
                 except (UnidentifiedImageError, OSError) as e:
-                    raise DataError(f"{path}: cannot decode {member.name}: {e}") from e
+                    raise DataError(f"{shown_path(path)}: cannot decode {member.name}: {e}") from e
                 images[split].append((member.name, pixels, CIFAR10_CLASSES.index(cls)))
     except (tarfile.TarError, EOFError, OSError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot read {path}: {e}. The archive is corrupt or truncated; restore it.") from e
+        raise DataError(f"cannot read {shown_path(path)}: {e}. The archive is corrupt or truncated; restore it.") from e
     out = {}
     for split, items in images.items():
-        if not items: raise DataError(f"{path}: no {split}/<class>/*.jpg images found in the archive")
+        if not items: raise DataError(f"{shown_path(path)}: no {split}/<class>/*.jpg images found in the archive")
         items.sort(key=lambda item: item[0])
         x = torch.from_numpy(np.stack([pixels for _, pixels, _ in items])).permute(0, 3, 1, 2).contiguous()
-        if tuple(x.shape[1:]) != (3, 32, 32): raise DataError(f"{path}: expected 32x32 images, got {tuple(x.shape[1:])}")
+        if tuple(x.shape[1:]) != (3, 32, 32): raise DataError(f"{shown_path(path)}: expected 32x32 images, got {tuple(x.shape[1:])}")
         out[split] = (x, torch.tensor([label for *_, label in items]))
     return out
 
@@ -185,7 +209,7 @@ def build_cifar36(policy: str = "resize", root: Path | None = None) -> Path:
         try: splits = download_cifar(cache_dir()/"torchvision")
         except Exception as e:
             raise DataError(f"no Q1 data: neither the course's files ({', '.join(Q1_FILES)}) nor {CIFAR_ARCHIVE} are in "
-                            f"{root}, and downloading CIFAR-10 failed ({e}). {HOW_TO_PROVIDE}") from e
+                            f"{shown_path(root)}, and downloading CIFAR-10 failed ({e}). {HOW_TO_PROVIDE}") from e
     folder.mkdir(parents=True, exist_ok=True)
     for split, (x, y) in splits.items():
         torch.save(to_36(x, policy), folder/f"{split}_data.pt")
@@ -214,7 +238,7 @@ def load_image(path: Path) -> Image.Image:
             im.load()
             return im.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"cannot read image {path}: {e}. The file is corrupt or truncated; replace it.") from e
+        raise DataError(f"cannot read image {shown_path(path)}: {e}. The file is corrupt or truncated; replace it.") from e
 
 def natural_key(path: Path):
     "Sort key that orders `x_2` before `x_10`."
@@ -225,7 +249,7 @@ def image_files(folder: Path, what: str) -> list[Path]:
     folder = require(folder, what)
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
     if not files:
-        raise DataError(f"{what}: {folder} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))}). {HOW_TO_PROVIDE}")
+        raise DataError(f"{what}: {shown_path(folder)} holds no images (looked for {', '.join(sorted(IMAGE_SUFFIXES))}). {HOW_TO_PROVIDE}")
     return files
 
 # %% ../chapters/01_data.ipynb #79555c41

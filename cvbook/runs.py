@@ -32,7 +32,7 @@ def progress(iterable: Iterable | None = None, total: int | None = None, desc: s
     "A tqdm progress bar: redrawn in place in a terminal, a few plain lines in notebooks and logs."
     if _interactive() and "ipykernel" in sys.modules: return _tqdm_auto(iterable, total=total, desc=desc, **kwargs)
     if _interactive(): return _tqdm_text(iterable, total=total, desc=desc, **kwargs)
-    return _tqdm_text(iterable, total=total, desc=desc, ascii=True, mininterval=30, ncols=100, file=sys.stdout, **kwargs)
+    return _tqdm_text(iterable, total=total, desc=desc, ascii=True, mininterval=30, ncols=100, file=sys.stderr, **kwargs)
 
 # %% ../chapters/03_runs.ipynb #184efbbe
 def as_dict(config) -> dict:

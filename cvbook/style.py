@@ -18,12 +18,13 @@ from torch import nn
 from .core import sha256_file
 from .data import load_image
 from .runs import RunResult, cached_run
+from .speed import with_content_loss, with_style_loss
 from .weights import Pretrained
 
 # %% auto #0
 __all__ = ['VGG19_LAYERS', 'ASSIGNMENT_LAYERS', 'PAPER_LAYERS', 'vgg19_layer_names', 'nth_conv', 'Layers', 'VGGFeatures',
-           'content_loss', 'gram_matrix', 'style_loss', 'with_style_loss', 'with_content_loss', 'image_tensor',
-           'fit_to', 'to_pil', 'StyleObjective', 'loss_scales', 'optimise', 'StyleConfig', 'stylize']
+           'image_tensor', 'fit_to', 'to_pil', 'content_loss', 'gram_matrix', 'style_loss', 'StyleObjective',
+           'optimise', 'loss_scales', 'StyleConfig', 'stylize']
 
 # %% ../chapters/30_style.ipynb #468fdf9b
 def vgg19_layer_names(blocks: tuple[int, ...] = (2, 2, 4, 4, 4)) -> list[str]:
@@ -84,75 +85,6 @@ class VGGFeatures(nn.Module):
             if name in self.layers: out[name] = x
         return out
 
-# %% ../chapters/30_style.ipynb #69da29cb
-def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    "Squared L2 distance `||features - target||^2`, summed over all elements (a 0-dim tensor)."
-    return (features - target).pow(2).sum()
-
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    "(B,C,C) Gram matrices `F F^T / (C*N)` of (B,C,H,W) features reshaped to (B,C,N), N = H*W."
-    b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w)
-    return flat @ flat.transpose(1, 2) / (c * h * w)
-
-def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor]) -> torch.Tensor:
-    "Sum over the layers of `target_grams` of the mean squared difference between Gram matrices (a 0-dim tensor)."
-    return sum(F.mse_loss(gram_matrix(features[k]), g) for k, g in target_grams.items())
-
-# %% ../chapters/30_style.ipynb #7f48719b
-def _matrices(features: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    "(B,C,H,W) features as a batch of matrices without copying: (B,N,C) and True for channels-last, else (B,C,N) and False."
-    if features.is_contiguous(): return features.flatten(2), False
-    return features.flatten(2).transpose(1, 2), True
-
-class _StyleLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, features, target_gram):
-        _, c, h, w = features.shape
-        m, positions_first = _matrices(features)
-        gram = (m.transpose(1, 2) @ m if positions_first else m @ m.transpose(1, 2)) / (c * h * w)
-        difference = gram - target_gram
-        ctx.save_for_backward(features, difference)
-        ctx.set_materialize_grads(False)
-        return features.view_as(features), difference.pow(2).mean()
-
-    @staticmethod
-    def backward(ctx, grad_features, grad_loss):
-        if grad_loss is None: return grad_features, None
-        features, difference = ctx.saved_tensors
-        _, c, h, w = features.shape
-        scaled = difference * (grad_loss * 4 / (difference.numel() * c * h * w))
-        m, positions_first = _matrices(features)
-        if grad_features is None: grad = m @ scaled if positions_first else scaled @ m
-        else:
-            g = grad_features.contiguous(memory_format=torch.channels_last if positions_first else torch.contiguous_format)
-            g, _ = _matrices(g)
-            grad = torch.baddbmm(g, m, scaled) if positions_first else torch.baddbmm(g, scaled, m)
-        return (grad.transpose(1, 2) if positions_first else grad).unflatten(2, (h, w)), None
-
-class _ContentLoss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, features, target):
-        difference = features - target
-        ctx.save_for_backward(difference)
-        ctx.set_materialize_grads(False)
-        return features.view_as(features), difference.pow(2).sum()
-
-    @staticmethod
-    def backward(ctx, grad_features, grad_loss):
-        if grad_loss is None: return grad_features, None
-        difference, = ctx.saved_tensors
-        grad = difference * (2 * grad_loss)
-        return (grad if grad_features is None else grad.add_(grad_features)), None
-
-def with_style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "(`features` unchanged, the mean squared difference between their Gram matrix and `target_gram`), with a fused backward."
-    return _StyleLoss.apply(features, target_gram)
-
-def with_content_loss(features: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "(`features` unchanged, `content_loss(features, target)`), with a fused backward."
-    return _ContentLoss.apply(features, target)
-
 # %% ../chapters/30_style.ipynb #ecd47003
 def image_tensor(path: Path, size: int) -> torch.Tensor:
     "(1,3,H,W) float RGB in [0,1] of the image at `path`, resized so its longer side is `size` pixels."
@@ -176,7 +108,24 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     array = image.detach().squeeze(0).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(array)
 
-# %% ../chapters/30_style.ipynb #b6ccb5e8
+# %% ../chapters/30_style.ipynb #910de192
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    "Squared L2 distance `||features - target||^2`, summed over all elements (a 0-dim tensor)."
+    return (features - target).pow(2).sum()
+
+# %% ../chapters/30_style.ipynb #9f754f9a
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    "(B,C,C) Gram matrices `F F^T / (C*N)` of (B,C,H,W) features reshaped to (B,C,N), N = H*W."
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+# %% ../chapters/30_style.ipynb #dfe81e11
+def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor]) -> torch.Tensor:
+    "Sum over the layers of `target_grams` of the mean squared difference between Gram matrices (a 0-dim tensor)."
+    return sum(F.mse_loss(gram_matrix(features[k]), g) for k, g in target_grams.items())
+
+# %% ../chapters/30_style.ipynb #8635abe2
 class StyleObjective:
     "Content and style losses of an image against targets computed once from a content and a style image."
     def __init__(self, extractor: VGGFeatures, layers: Layers, content_image: torch.Tensor, style_image: torch.Tensor):
@@ -205,14 +154,7 @@ class StyleObjective:
         features = self.extractor(image)
         return sum(content_loss(features[k], t) for k, t in self.content_targets.items()), style_loss(features, self.style_targets)
 
-def loss_scales(objective: StyleObjective, content_image: torch.Tensor, style_image: torch.Tensor) -> tuple[float, float]:
-    "(content scale, style scale): the content loss of the style image and the style loss of the content image."
-    with torch.no_grad():
-        content_of_style, _ = objective.losses(style_image)
-        _, style_of_content = objective.losses(content_image)
-    return content_of_style.item(), style_of_content.item()
-
-# %% ../chapters/30_style.ipynb #076da57f
+# %% ../chapters/30_style.ipynb #f0a26272
 def optimise(objective: StyleObjective, start: torch.Tensor, content_weight: float, style_weight: float,
              optimizer: str = "lbfgs", iterations: int = 100, lr: float = 1.0,
              callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, list[dict]]:
@@ -246,6 +188,14 @@ def optimise(objective: StyleObjective, start: torch.Tensor, content_weight: flo
     record({"iteration": iterations, "evaluations": len(evaluations), "seconds": elapsed,
             "loss": (content_weight * content + style_weight * style).item(), "content": content.item(), "style": style.item()})
     return image.detach(), history
+
+# %% ../chapters/30_style.ipynb #65125019
+def loss_scales(objective: StyleObjective, content_image: torch.Tensor, style_image: torch.Tensor) -> tuple[float, float]:
+    "(content scale, style scale): the content loss of the style image and the style loss of the content image."
+    with torch.no_grad():
+        content_of_style, _ = objective.losses(style_image)
+        _, style_of_content = objective.losses(content_image)
+    return content_of_style.item(), style_of_content.item()
 
 # %% ../chapters/30_style.ipynb #6226ffe8
 @dataclass(frozen=True)

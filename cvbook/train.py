@@ -23,9 +23,9 @@ from .weights import IMAGENET_MEAN, IMAGENET_STD, Pretrained, resnet18_imagenet
 
 # %% auto #0
 __all__ = ['STEM_INITS', 'Splits', 'make_splits', 'random_crop_flip', 'to_model_input', 'warmup_cosine', 'TrainConfig',
-           'evaluate', 'fit', 'resample_kernel', 'modify_stem', 'stem_name', 'build_resnet18', 'spatial_sizes',
-           'gflops_per_image', 'activation_mb_per_image', 'parameter_count', 'classification_metrics', 'train_run',
-           'resnet_run', 'efficientnet_classifier', 'layer_statistics']
+           'evaluate', 'fit', 'resample_kernel', 'modify_stem', 'stem_name', 'build_resnet18', 'gflops_per_image',
+           'activation_mb_per_image', 'parameter_count', 'classification_metrics', 'train_run', 'resnet_run',
+           'spatial_sizes', 'efficientnet_classifier', 'layer_statistics']
 
 # %% ../chapters/10_resnet.ipynb #9ee89fc1
 @dataclass
@@ -218,6 +218,7 @@ def modify_stem(model: nn.Module, kernel: int = 7, stride: int = 2, maxpool: boo
     model.maxpool = nn.MaxPool2d(3, 2, 1) if maxpool else nn.Identity()
     return model
 
+# %% ../chapters/10_resnet.ipynb #a7c5d1e4
 def stem_name(cfg: TrainConfig) -> str:
     "A short label for `cfg`'s stem, e.g. '3x3/1, no maxpool (random)'."
     init = {"keep": "pretrained" if cfg.pretrained else "", "random": "random", "resample": "resampled"}[cfg.stem_init]
@@ -232,23 +233,6 @@ def build_resnet18(cfg: TrainConfig, pretrained: Pretrained | None = None, class
     return modify_stem(model, cfg.stem_kernel, cfg.stem_stride, cfg.maxpool, cfg.stem_init)
 
 # %% ../chapters/10_resnet.ipynb #4025e8c4
-def spatial_sizes(model: nn.Module, size: int) -> list[tuple[str, tuple[int, ...]]]:
-    "`(layer name, output shape without the batch dimension)` for every top-level layer and residual block of `model`, in the order they run, for one `size` x `size` input."
-    names = [n for n, m in model.named_children() if not isinstance(m, nn.Sequential)]
-    names += [f"{n}.{c}" for n, m in model.named_children() if isinstance(m, nn.Sequential) for c, _ in m.named_children()]
-    shapes, hooks = [], []
-    for name in names:
-        hooks.append(model.get_submodule(name).register_forward_hook(
-            lambda mod, inp, out, name=name: shapes.append((name, tuple(out.shape[1:])))))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad(): model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
-    finally:
-        for h in hooks: h.remove()
-        model.train(was_training)
-    return shapes
-
 def gflops_per_image(model: nn.Module, size: int) -> float:
     "Billions of floating-point operations (a multiply-add counts 2) in one forward pass of one `size` x `size` image."
     was_training = model.training
@@ -309,6 +293,24 @@ def resnet_run(name: str, cfg: TrainConfig, data: ImageSet, weights_path=None) -
     weights = resnet18_imagenet(weights_path) if cfg.pretrained else None
     inputs = {"weights": weights.sha256} if weights else {}
     return train_run(name, cfg, data, lambda: build_resnet18(cfg, weights, len(data.classes)), inputs)
+
+# %% ../chapters/10_resnet.ipynb #e7a5b1c4
+def spatial_sizes(model: nn.Module, size: int) -> list[tuple[str, tuple[int, ...]]]:
+    "`(layer name, output shape without the batch dimension)` for every top-level layer and residual block of `model`, in the order they run, for one `size` x `size` input."
+    names = [n for n, m in model.named_children() if not isinstance(m, nn.Sequential)]
+    names += [f"{n}.{c}" for n, m in model.named_children() if isinstance(m, nn.Sequential) for c, _ in m.named_children()]
+    shapes, hooks = [], []
+    for name in names:
+        hooks.append(model.get_submodule(name).register_forward_hook(
+            lambda mod, inp, out, name=name: shapes.append((name, tuple(out.shape[1:])))))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad(): model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+    finally:
+        for h in hooks: h.remove()
+        model.train(was_training)
+    return shapes
 
 # %% ../chapters/10_resnet.ipynb #052fd7ed
 def efficientnet_classifier(pretrained: Pretrained, classes: int = 10, stem: str = "keep") -> nn.Module:

@@ -3,7 +3,9 @@
 # %% ../chapters/02_weights.ipynb #9439d331
 from __future__ import annotations
 
+import io
 import os
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import torchvision
 from torch import nn
 
 from .core import sha256_file, weights_dir
+from .data import shown_path
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'CAFFE_BGR_MEAN', 'OXFORD_VGG19', 'OXFORD_VGG19_SHA256', 'WeightsUnavailable',
@@ -73,7 +76,7 @@ class Pretrained:
     def describe(self) -> str:
         "One line for the book: name, file and checksum."
         digest = f", sha256 {self.sha256[:12]}..." if self.sha256 else ""
-        return f"{self.name} (from {self.source}{digest})"
+        return f"{self.name} (from {shown_path(self.source)}{digest})"
 
 # %% ../chapters/02_weights.ipynb #8f5f2d6a
 def offline() -> bool:
@@ -83,15 +86,17 @@ def offline() -> bool:
 def torchvision_state_dict(weights: torchvision.models.WeightsEnum) -> tuple[dict, Path]:
     "The state dict of torchvision `weights` and its cached file, via torchvision's own download and cache."
     cached = Path(torch.hub.get_dir())/"checkpoints"/Path(weights.url).name
-    tried = [f"torch hub cache: {cached}"]
+    tried = [f"torch hub cache: {shown_path(cached)}"]
     if not cached.exists() and offline():
         tried.append("download skipped: CVBOOK_OFFLINE is set")
     else:
-        try: return weights.get_state_dict(progress=True, check_hash=True), cached
+        try:
+            with redirect_stdout(io.StringIO()):   # torch.hub always prints a notice with the url and the full path
+                return weights.get_state_dict(progress=False, check_hash=True), cached
         except Exception as e: tried.append(f"download {weights.url}: {type(e).__name__}: {e}")
     raise WeightsUnavailable(f"torchvision {weights}", tried,
                              f"run once on a machine with internet (torchvision caches the file), or copy "
-                             f"{Path(weights.url).name} into {cached.parent}")
+                             f"{Path(weights.url).name} into {shown_path(cached.parent)}")
 
 # %% ../chapters/02_weights.ipynb #a373bd3d
 def resnet18_imagenet(path: Path | None = None) -> Pretrained:
@@ -111,11 +116,11 @@ OXFORD_VGG19_SHA256 = "8a99d84d6c62fac14a16193a92fa817f593869a9c0151ae46c4885367
 def load_checked(path: Path, what: str, sha256: str | None, tried: list[str], how: str) -> dict:
     "State dict at `path` (loaded with `weights_only=True`) after checking its sha256; a `WeightsUnavailable` otherwise."
     path = Path(path)
-    if not path.is_file(): raise WeightsUnavailable(what, tried + [f"file {path}: missing"], how)
+    if not path.is_file(): raise WeightsUnavailable(what, tried + [f"file {shown_path(path)}: missing"], how)
     if sha256 and (actual := sha256_file(path)) != sha256:
-        raise WeightsUnavailable(what, tried + [f"file {path}: sha256 {actual[:16]}... differs from the expected {sha256[:16]}..."], how)
+        raise WeightsUnavailable(what, tried + [f"file {shown_path(path)}: sha256 {actual[:16]}... differs from the expected {sha256[:16]}..."], how)
     try: return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise WeightsUnavailable(what, tried + [f"file {path}: cannot load ({e})"], how) from e
+    except Exception as e: raise WeightsUnavailable(what, tried + [f"file {shown_path(path)}: cannot load ({e})"], how) from e
 
 def vgg19_features() -> Pretrained:
     "`vgg19().features` with ImageNet weights: torchvision's when available, else the original Oxford VGG19 (Caffe input)."
