@@ -16,19 +16,21 @@ from pathlib import Path
 
 import nbformat
 import yaml
+from execnb.nbio import mk_cell
 from fastcore.xtras import working_directory
 
 from .core import current_profile, project_root
 from .runs import markdown_table, read_csv
 
 # %% auto #0
-__all__ = ['SHOW_DOC_SOURCE', 'SHOW_DOC_HEADING', 'SHOW_DOC_SIGNATURE', 'ANSI_ESCAPE', 'QUARTO_PROBLEM', 'LATEX_PROBLEMS',
-           'IMAGE_SOURCE', 'CHAPTER_IN_TOC', 'SUMMARIES', 'ANCHOR', 'CITATION', 'INCLUDE', 'OPTION', 'MD_FIGURE',
-           'QUARTO_HELP', 'QUARTO_ATTRIBUTES', 'tidy_show_doc', 'quarto_command', 'pdf_engine_available',
-           'quarto_problems', 'latex_problems', 'overfull_lines', 'missing_images', 'chapter_pages', 'RenderReport',
-           'render_book', 'summary_markdown', 'write_summary', 'book_files', 'ChapterRefs', 'scan_chapter',
-           'check_book', 'notebooks', 'cell_title', 'execute_notebook', 'preview_html', 'nbdev_tool', 'build_book',
-           'build_book_cli', 'package_in_sync', 'test_notebooks', 'test_book']
+__all__ = ['SHOW_DOC_SOURCE', 'SHOW_DOC_HEADING', 'SHOW_DOC_SIGNATURE', 'HTML_ONLY_CODE', 'ANSI_ESCAPE', 'QUARTO_PROBLEM',
+           'LATEX_PROBLEMS', 'IMAGE_SOURCE', 'CHAPTER_IN_TOC', 'SUMMARIES', 'ANCHOR', 'CITATION', 'INCLUDE', 'OPTION',
+           'MD_FIGURE', 'UNNUMBERED_HEADING', 'QUARTO_HELP', 'QUARTO_ATTRIBUTES', 'tidy_show_doc', 'html_only_code',
+           'quarto_command', 'pdf_engine_available', 'quarto_problems', 'latex_problems', 'overfull_lines',
+           'missing_images', 'chapter_pages', 'RenderReport', 'render_book', 'summary_markdown', 'write_summary',
+           'book_files', 'ChapterRefs', 'scan_chapter', 'check_book', 'notebooks', 'cell_title', 'execute_notebook',
+           'preview_html', 'nbdev_tool', 'build_book', 'build_book_cli', 'package_in_sync', 'test_notebooks',
+           'test_book']
 
 # %% ../chapters/04_book.ipynb #d82d5230
 SHOW_DOC_SOURCE = re.compile(r"\[source\]\([^)]*\)(\{[^}]*\})?\s*")
@@ -40,8 +42,17 @@ def _tight_signature(match: re.Match) -> str:
     lines = [line for line in match.group(1).splitlines() if line.strip()]
     return "```python\n" + re.sub(r"\(\n\)", "()", "\n".join(lines)) + "\n```"
 
+def _html_and_pdf(text: str) -> str:
+    "A show_doc block as nbdev shows it, for HTML, and compact for the PDF: its signature on one line, then its docs."
+    signature = SHOW_DOC_SIGNATURE.search(text)
+    if not signature: return text
+    one_line = re.sub(r"\s+\)", ")", re.sub(r"\(\s+", "(", " ".join(signature.group(1).split())))
+    pdf = f"```python\n{one_line}\n```\n\n{text[signature.end():].strip()}"
+    return (f'::: {{.content-visible when-format="html"}}\n{text}\n:::\n\n'
+            f'::: {{.content-visible when-format="pdf"}}\n{pdf}\n:::\n')
+
 def tidy_show_doc(cell) -> None:
-    "nbdev processor: `show_doc` blocks without a source link, with tight signatures and unnumbered, unlisted headings; exported source folded."
+    "nbdev processor: `show_doc` blocks without a source link, with tight signatures and unnumbered, unlisted headings (compact in the PDF); exported source folded."
     if cell.cell_type != "code": return
     # nbdev shows `exports` source unfolded (`code-fold: show`); the book folds all code.
     if cell.source.startswith("#| code-fold: show"):
@@ -53,7 +64,38 @@ def tidy_show_doc(cell) -> None:
         text = SHOW_DOC_SOURCE.sub("", "".join(markdown) if isinstance(markdown, list) else markdown)
         # A numbered heading per function would shift the chapter's section numbers off the assignment's.
         text = SHOW_DOC_SIGNATURE.sub(_tight_signature, text)
-        output["data"]["text/markdown"] = SHOW_DOC_HEADING.sub(r"\1 {.unnumbered .unlisted}", text, count=1)
+        output["data"]["text/markdown"] = _html_and_pdf(SHOW_DOC_HEADING.sub(r"\1 {.unnumbered .unlisted}", text, count=1))
+
+# %% ../chapters/04_book.ipynb #1db283f6
+HTML_ONLY_CODE = """::: {{.content-visible when-format="html"}}
+<details class="code-fold">
+<summary>Code</summary>
+
+```python
+{code}
+```
+
+</details>
+:::"""
+
+class html_only_code:
+    "nbdev processor: the code of experiment cells folded in HTML and left out of the PDF; their outputs stay in both."
+    def __init__(self, nb): self.nb = nb
+    def begin(self):
+        cells = []
+        for cell in self.nb.cells:
+            lines = (cell.get("source") or "").splitlines() if cell.cell_type == "code" else []
+            options = [line for line in lines if line.startswith("#|")]
+            code = "\n".join(line for line in lines if not line.startswith("#|")).strip()
+            # Cells that show no code (echo/include false, show_doc) and exported source (folded in both) stay as they are.
+            keep = not code or any(re.match(r"#\|\s*(echo|include)\s*:\s*false", o) for o in options) \
+                   or any(re.match(r"#\|\s*code-fold", o) for o in options)
+            if not keep:
+                cells.append(mk_cell(HTML_ONLY_CODE.format(code=code), "markdown"))
+                cell.source = "\n".join(["#| echo: false", *options, code])
+            cells.append(cell)
+        self.nb.cells = cells
+
 
 # %% ../chapters/04_book.ipynb #75150715
 def quarto_command() -> str | None:
@@ -136,9 +178,13 @@ def render_book(root: Path | None = None, formats: tuple[str, ...] | None = None
     formats = formats or (("html", "pdf") if pdf_engine_available() else ("html",))
     # nbdev_filter is a console script of this environment: Quarto must find it even if the env is not activated.
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    # Quarto caches filtered notebooks by the mtimes of the notebook and of the filter script only, so it
+    # would miss a change to the processors (this module, settings.ini): every render starts with an empty cache.
+    scratch_cache = tempfile.TemporaryDirectory(prefix="cvbook-quarto-cache-")
+    env["XDG_CACHE_HOME"] = scratch_cache.name
     command = [quarto, "render"] + ([] if set(formats) == {"html", "pdf"} else ["--to", ",".join(formats)])
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
+    with scratch_cache: done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True)
     report = RenderReport(tuple(formats), time.perf_counter() - start, quarto_problems(done.stdout + done.stderr))
     if done.returncode:
         report.problems.append(f"{' '.join(command[1:])} exited with {done.returncode}; its last lines:\n"
@@ -201,14 +247,16 @@ CITATION = re.compile(r"(?<![\w@/])@((?:sec|fig|tbl|eq)-[\w-]*\w)")
 INCLUDE = re.compile(r"\{\{<\s*include\s+(\S+)\s*>\}\}")
 OPTION = re.compile(r"^#\|\s*([\w-]+)\s*:\s*(.*)$")
 MD_FIGURE = re.compile(r"!\[([^\]]*)\]\([^)]*\)\{#(fig-[\w-]+)")
+UNNUMBERED_HEADING = re.compile(r"^#+ .*\{([^}]*(?:\.unnumbered|\s-\s|\{-)[^}]*)\}\s*$", re.M)
 
 @dataclass
 class ChapterRefs:
-    "The labels a book file defines (label -> has a caption), the labels it cites, and the files it includes."
+    "The labels a book file defines (label -> has a caption), the labels it cites, the files it includes, and its unnumbered sections."
     path: Path
     labels: list[tuple[str, bool]] = field(default_factory=list)
     citations: set[str] = field(default_factory=set)
     includes: list[str] = field(default_factory=list)
+    unnumbered: set[str] = field(default_factory=set)
 
 def _strip_code(text: str) -> str:
     "`text` without fenced code blocks and inline code spans, where Quarto resolves nothing."
@@ -220,6 +268,7 @@ def _scan_markdown(text: str, refs: ChapterRefs) -> None:
     refs.labels += [(label, captioned.get(label, not label.startswith(("fig-", "tbl-")))) for label in ANCHOR.findall(text)]
     refs.citations |= set(CITATION.findall(text))
     refs.includes += INCLUDE.findall(text)
+    refs.unnumbered |= {label for attrs in UNNUMBERED_HEADING.findall(text) for label in re.findall(r"#(sec-[\w-]+)", attrs)}
 
 def _cell_options(source: str) -> dict[str, str]:
     options = {}
@@ -251,7 +300,7 @@ def check_book(root: Path | None = None) -> dict[str, list[str]]:
     root = Path(root or project_root())
     files = book_files(root)
     problems = {"chapters exist": [f"{f.relative_to(root)} is listed in _quarto.yml but missing" for f in files if not f.exists()],
-                "includes exist": [], "labels unique": [], "labels captioned": [], "references resolve": []}
+                "includes exist": [], "labels unique": [], "labels captioned": [], "references resolve": [], "references numbered": []}
     scans = [scan_chapter(f) for f in files if f.exists()]
     where: dict[str, list[str]] = {}
     for scan in scans:
@@ -267,6 +316,12 @@ def check_book(root: Path | None = None) -> dict[str, list[str]]:
         name = scan.path.relative_to(root).as_posix()
         problems["references resolve"] += [f"{name} cites @{c}, which no chapter defines"
                                            for c in sorted(scan.citations) if c not in where]
+    unnumbered = set().union(*(scan.unnumbered for scan in scans))
+    for scan in scans:
+        name = scan.path.relative_to(root).as_posix()
+        # Quarto cites a section by its number, so it cannot cite an unnumbered one; a plain link can.
+        problems["references numbered"] += [f"{name} cites @{c}, an unnumbered section: link it as [text](#{c})"
+                                             for c in sorted(scan.citations & unnumbered)]
     return problems
 
 # %% ../chapters/04_book.ipynb #1bd44559

@@ -87,7 +87,7 @@ def keep_mask(sal: torch.Tensor, keep: float, smooth: int = 1) -> torch.Tensor:
 
 # %% ../chapters/20_visualisation.ipynb #c01cbb3b
 def fill_outside(x: torch.Tensor, mask: torch.Tensor, fill: str = "black", generator: torch.Generator | None = None) -> torch.Tensor:
-    "RGB [0,1] images `x` with the pixels outside `mask` (N,H,W) set to black, or (fill='noise') to MEAN + STD*N(0,1) clipped to [0,1]."
+    "RGB [0,1] images `x` with the pixels outside `mask` (N,H,W) set to black, or (fill='noise') to MEAN + STD·N(0,1) clipped to [0,1]."
     if fill == "black": other = torch.zeros_like(x)
     elif fill == "noise":
         mean, std = (torch.tensor(v, dtype=x.dtype).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
