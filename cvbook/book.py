@@ -207,19 +207,19 @@ def render_book(root: Path | None = None, formats: tuple[str, ...] | None = None
     return report
 
 # %% ../chapters/04_book.ipynb #6021f145
-SUMMARIES = {"q1": ("Q1", "sec-q1"), "q2": ("Q2", "sec-q2"), "q3": ("Q3", "sec-q3")}
+SUMMARIES = {"q1": "Q1", "q2": "Q2", "q3": "Q3"}
 
 def summary_markdown(figures: Path) -> str:
     "The preface's headline table: every chapter's `qN_headline.csv` rows (question, answer) in one two-column table."
     rows = []
-    for key, (name, label) in SUMMARIES.items():
+    for key, name in SUMMARIES.items():
         path = Path(figures)/f"{key}_headline.csv"
-        if not path.exists():
-            rows.append({"question": f"{name} (@{label})", "answer": f"*not built yet: `figures/{path.name}` is missing; run `make book`*"})
-            continue
-        rows += [{"question": f"{name} {row['question']}", "answer": row["answer"]} for row in read_csv(path)]
-        rows[-1]["question"] += f" (@{label})"
-    return markdown_table(rows, ["question", "answer"]).data + "\n"
+        if path.exists(): rows += [{"question": f"{name} {row['question']}", "answer": row["answer"]} for row in read_csv(path)]
+        else: rows.append({"question": name, "answer": f"*not built yet: `figures/{path.name}` is missing; run `make book`*"})
+    table = markdown_table(rows, ["question", "answer"]).data.splitlines()
+    # Pandoc sizes wrapped columns by the dashes under the header: the answers get the wider column.
+    table[1] = "|" + "-" * 2 + "|" + "-" * 3 + "|"
+    return "\n".join(table) + "\n"
 
 def write_summary(root: Path | None = None) -> Path:
     "Write `figures/_summary.md` from the chapters' headline files; returns its path."
