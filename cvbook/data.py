@@ -20,9 +20,9 @@ from .core import cache_dir, data_root, project_root, sha256_file
 # %% auto #0
 __all__ = ['HOW_TO_PROVIDE', 'PATH_VARIABLES', 'Q1_FILES', 'CIFAR10_CLASSES', 'Q1_RESIZE_POLICIES', 'CIFAR_ARCHIVE',
            'IMAGE_SUFFIXES', 'Q2_FOLDER', 'Q2_CLASSES', 'Q3_FOLDER', 'DataError', 'shown_path', 'require',
-           'read_checksums', 'verify_checksum', 'ImageSet', 'as_uint8_images', 'as_labels', 'load_course_q1', 'to_36',
-           'read_cifar_archive', 'download_cifar', 'build_cifar36', 'load_q1', 'load_image', 'natural_key',
-           'image_files', 'q2_images', 'q3_images']
+           'read_checksums', 'verify_checksum', 'ImageSet', 'as_uint8_images', 'as_labels', 'show_values',
+           'class_count', 'load_course_q1', 'to_36', 'offline', 'read_cifar_archive', 'download_cifar', 'build_cifar36',
+           'load_q1', 'to_rgb', 'load_image', 'natural_key', 'image_files', 'q2_images', 'q2_counts', 'q3_images']
 
 # %% ../chapters/01_data.ipynb #30950485
 class DataError(Exception):
@@ -66,9 +66,13 @@ def read_checksums(root: Path) -> dict[str, str]:
     listing = Path(root)/"SHA256SUMS"
     if not listing.is_file(): return {}
     sums = {}
-    for line in listing.read_text().splitlines():
+    for number, line in enumerate(listing.read_text().splitlines(), 1):
         if not line.strip(): continue
-        digest, name = line.split(maxsplit=1)
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]) or not parts[1].strip().lstrip("*"):
+            raise DataError(f"{shown_path(listing)} line {number}: expected '<64 hex digits>  <relative path>' "
+                            f"as sha256sum writes it, got {line!r}. Fix or remove the line.")
+        digest, name = parts
         sums[name.strip().lstrip("*").removeprefix("./")] = digest.lower()
     return sums
 
@@ -116,16 +120,35 @@ def as_uint8_images(x, name: str, size: int = 36) -> torch.Tensor:
     scale = 255.0 if hi <= 1.0 else 1.0
     return (x * scale).round().clamp(0, 255).to(torch.uint8)
 
-def as_labels(y, name: str, n_images: int, n_classes: int) -> torch.Tensor:
-    "`y` checked to be `n_images` integer labels in [0, n_classes), returned as int64."
+def as_labels(y, name: str, n_images: int, n_classes: int | None = None) -> torch.Tensor:
+    "`y` checked to be `n_images` integer labels in [0, n_classes) (any integers when `n_classes` is None), returned as int64."
     if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point() or y.dtype == torch.bool:
         desc = f"{type(y).__name__} {tuple(y.shape)} {y.dtype}" if isinstance(y, torch.Tensor) else type(y).__name__
         raise DataError(f"{name}: expected a 1-d integer tensor of labels, got {desc}")
     if len(y) != n_images:
         raise DataError(f"{name}: {len(y)} labels for {n_images} images")
-    if len(y) and (y.min() < 0 or y.max() >= n_classes):
+    if n_classes is not None and len(y) and (y.min() < 0 or y.max() >= n_classes):
         raise DataError(f"{name}: labels must lie in [0, {n_classes - 1}], found [{y.min().item()}, {y.max().item()}]")
     return y.long()
+
+def show_values(values, limit: int = 12) -> str:
+    "Sorted distinct integers for a message, runs of four or more shortened: `1, 2, ..., 10`."
+    values = sorted(set(int(v) for v in values))
+    runs, parts = [], []
+    for v in values:
+        if runs and v == runs[-1][-1] + 1: runs[-1].append(v)
+        else: runs.append([v])
+    for run in runs: parts += [str(run[0]), str(run[1]), "...", str(run[-1])] if len(run) >= 4 else [str(v) for v in run]
+    if len(parts) > limit: parts = parts[:limit - 2] + ["...", f"{parts[-1]} ({len(values)} distinct values)"]
+    return ", ".join(parts) if parts else "none"
+
+def class_count(y: torch.Tensor, name: str) -> int:
+    "K for training labels `y` that are exactly 0..K-1 with every class present, else a `DataError` showing the labels found."
+    found = torch.unique(y)
+    if not len(found) or found[0] != 0 or found[-1] != len(found) - 1:
+        raise DataError(f"{name}: labels must be 0..K-1 with every class present in the training set; "
+                        f"found {show_values(found.tolist())}. Renumber the classes from 0 without gaps.")
+    return len(found)
 
 # %% ../chapters/01_data.ipynb #d4aaced8
 def load_course_q1(root: Path) -> ImageSet:
@@ -139,9 +162,8 @@ def load_course_q1(root: Path) -> ImageSet:
             raise DataError(f"cannot load {shown_path(path)}: {e}. Expected a tensor saved with torch.save.") from e
     train_x = as_uint8_images(loaded["train_data.pt"], shown_path(root/"train_data.pt"))
     test_x = as_uint8_images(loaded["test_data.pt"], shown_path(root/"test_data.pt"))
-    raw_train_y = loaded["train_labels.pt"]
-    n_classes = int(raw_train_y.max()) + 1 if isinstance(raw_train_y, torch.Tensor) and raw_train_y.numel() else 0
-    train_y = as_labels(raw_train_y, shown_path(root/"train_labels.pt"), len(train_x), n_classes)
+    train_y = as_labels(loaded["train_labels.pt"], shown_path(root/"train_labels.pt"), len(train_x))
+    n_classes = class_count(train_y, shown_path(root/"train_labels.pt"))
     test_y = as_labels(loaded["test_labels.pt"], shown_path(root/"test_labels.pt"), len(test_x), n_classes)
     fingerprint = "".join(sha256_file(root/n) for n in Q1_FILES)
     return ImageSet(train_x, train_y, test_x, test_y, tuple(f"class {i}" for i in range(n_classes)),
@@ -160,6 +182,10 @@ def to_36(x: torch.Tensor, policy: str = "resize") -> torch.Tensor:
 
 # %% ../chapters/01_data.ipynb #3d119bc9
 CIFAR_ARCHIVE = "cifar10-jpeg.tar.gz"
+
+def offline() -> bool:
+    "True when `$CVBOOK_OFFLINE` asks the book not to download anything (the one place `cvbook.data` reads it)."
+    return os.environ.get("CVBOOK_OFFLINE", "").lower() in ("1", "true", "yes")
 
 def read_cifar_archive(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     "`{'train': (x, y), 'test': (x, y)}` with uint8 images (N,3,32,32) from the CIFAR-10 JPEG archive."
@@ -187,12 +213,12 @@ def read_cifar_archive(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor
         out[split] = (x, torch.tensor([label for *_, label in items]))
     return out
 
-def download_cifar(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    "The original CIFAR-10 from torchvision's download, as `read_cifar_archive` returns it."
+def download_cifar(folder: Path, download: bool = True) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    "The original CIFAR-10 from torchvision's download (or its copy already in `folder`), as `read_cifar_archive` returns it."
     import torchvision
     out = {}
     for split in ("train", "test"):
-        ds = torchvision.datasets.CIFAR10(folder, train=split == "train", download=True)
+        ds = torchvision.datasets.CIFAR10(folder, train=split == "train", download=download)
         out[split] = (torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets))
     return out
 
@@ -206,10 +232,16 @@ def build_cifar36(policy: str = "resize", root: Path | None = None) -> Path:
     if all((folder/n).exists() for n in Q1_FILES): return folder
     if archive.exists(): splits = read_cifar_archive(archive)
     else:
-        try: splits = download_cifar(cache_dir()/"torchvision")
+        tv = cache_dir()/"torchvision"
+        looked = (f"looked for the course's files ({', '.join(Q1_FILES)}) in {shown_path(root)}, the CIFAR-10 archive "
+                  f"{shown_path(archive)}, and the cache ({shown_path(folder)}, {shown_path(tv/'cifar-10-batches-py')})")
+        if offline() and not (tv/"cifar-10-batches-py").is_dir():
+            raise DataError(f"no Q1 data: {looked}; none exists, and downloading CIFAR-10 was skipped because "
+                            f"CVBOOK_OFFLINE is set. {HOW_TO_PROVIDE}")
+        try: splits = download_cifar(tv, download=not offline())
         except Exception as e:
-            raise DataError(f"no Q1 data: neither the course's files ({', '.join(Q1_FILES)}) nor {CIFAR_ARCHIVE} are in "
-                            f"{shown_path(root)}, and downloading CIFAR-10 failed ({e}). {HOW_TO_PROVIDE}") from e
+            raise DataError(f"no Q1 data: {looked}, and "
+                            f"{'reading' if offline() else 'downloading'} CIFAR-10 failed ({e}). {HOW_TO_PROVIDE}") from e
     folder.mkdir(parents=True, exist_ok=True)
     for split, (x, y) in splits.items():
         torch.save(to_36(x, policy), folder/f"{split}_data.pt")
@@ -230,13 +262,25 @@ def load_q1(policy: str = "resize", root: Path | None = None) -> ImageSet:
 # %% ../chapters/01_data.ipynb #8d90ca10
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
+def to_rgb(im: Image.Image) -> Image.Image:
+    "`im` as RGB: transparency (RGBA, LA, PA, P or L with a transparent colour) composited on white; L, CMYK and other modes by PIL's conversion."
+    if im.mode == "RGB": return im
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")
+    return im.convert("RGB")
+
 def load_image(path: Path) -> Image.Image:
-    "The RGB image at `path`, fully decoded; a corrupt or truncated file raises a `DataError` naming it."
+    """The RGB image at `path`, fully decoded; a corrupt or truncated file raises a `DataError` naming it.
+
+    Every mode becomes RGB deliberately (`to_rgb`): transparent pixels (RGBA, LA, palette images with
+    transparency) are composited on white, grey (L) is repeated in the three channels, CMYK uses PIL's
+    conversion (no colour profile)."""
     path = Path(require(path, "image"))
     try:
         with Image.open(path) as im:
             im.load()
-            return im.convert("RGB")
+            return to_rgb(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"cannot read image {shown_path(path)}: {e}. The file is corrupt or truncated; replace it.") from e
 
@@ -265,6 +309,11 @@ def q2_images(root: Path | None = None) -> list[tuple[Path, int]]:
         for path in image_files(root/Q2_FOLDER/name, f"Q2 class {name!r}"):
             items.append((verify_checksum(path, root), label))
     return items
+
+def q2_counts(items: list[tuple[Path, int]] | None = None) -> dict[str, int]:
+    "`{class name: number of photos}` for `items` from `q2_images` (read afresh when None), in `Q2_CLASSES` order."
+    items = q2_images() if items is None else items
+    return {name: sum(label == k for _, label in items) for k, name in enumerate(Q2_CLASSES)}
 
 # %% ../chapters/01_data.ipynb #57158f94
 Q3_FOLDER = "q3-style-transfer"

@@ -21,8 +21,8 @@ from tqdm.std import tqdm as _tqdm_text
 from .core import environment, project_root, results_dir
 
 # %% auto #0
-__all__ = ['progress', 'as_dict', 'run_key', 'Run', 'RunResult', 'load_result', 'start_wandb', 'cached_run', 'plot_histories',
-           'markdown_table', 'write_csv', 'read_csv']
+__all__ = ['progress', 'as_dict', 'run_key', 'ResultsError', 'read_result_file', 'Run', 'RunResult', 'load_result', 'start_wandb',
+           'cached_run', 'plot_histories', 'markdown_table', 'write_csv', 'read_csv']
 
 # %% ../chapters/03_runs.ipynb #34cd7c49
 def _interactive() -> bool:
@@ -53,15 +53,43 @@ def _jsonable(value):
     raise TypeError(f"cannot store {type(value).__name__} in a run's JSON files")
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(".tmp")
+    "Write `data` to `path` atomically: a temporary file in the same folder, then a rename."
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, default=_jsonable))
     os.replace(tmp, path)
+
+class ResultsError(RuntimeError):
+    "A stored results file that cannot be read; the message names it and says how to recompute the run."
+
+def _shown(path: Path) -> str:
+    "`path` as the user should see it: relative to the project, else to `$CVBOOK_RESULTS`; never absolute."
+    path = Path(path).resolve()
+    try: return path.relative_to(project_root()).as_posix()
+    except ValueError: pass
+    try: return "$CVBOOK_RESULTS/" + path.relative_to(results_dir()).as_posix()
+    except ValueError: return path.name
+
+def read_result_file(path: Path, **torch_load_kwargs):
+    "The contents of a run's file (`.json`, `.jsonl` as a list of rows, `.pt`); `ResultsError` when it is missing, empty or corrupt."
+    path = Path(path)
+    remedy = f"delete the run's folder {_shown(path.parent)} to recompute it"
+    def fail(problem: str): return ResultsError(f"{_shown(path)} {problem}: {remedy}")
+    if not path.exists(): raise fail("is missing")
+    if path.stat().st_size == 0: raise fail("is empty")
+    try:
+        if path.suffix == ".pt": return torch.load(path, map_location="cpu", weights_only=True, **torch_load_kwargs)
+        text = path.read_text()
+        if path.suffix == ".jsonl": return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise fail(f"is not valid JSON ({e})") from e
+    except (RuntimeError, EOFError, OSError) as e: raise fail(f"is truncated or corrupt ({str(e).splitlines()[0].split('. ')[0]})") from e
 
 class Run:
     "What an experiment's body receives: `log` metrics, `log_images`, `save_checkpoint` and `load_checkpoint`."
     def __init__(self, folder: Path, config: dict, wandb_run=None):
         self.folder, self.config, self.wandb = Path(folder), config, wandb_run
         self.history_path = self.folder/"history.jsonl"
+        self.checkpoint_path = self.folder/"checkpoint.pt"
 
     def log(self, **values) -> None:
         "Append one row (e.g. `epoch=1, train_loss=0.5`) to the history and to W&B."
@@ -77,23 +105,32 @@ class Run:
 
     @property
     def history(self) -> list[dict]:
-        if not self.history_path.exists(): return []
-        return [json.loads(line) for line in self.history_path.read_text().splitlines() if line.strip()]
+        return read_result_file(self.history_path) if self.history_path.exists() else []
 
     def save_checkpoint(self, state: dict) -> None:
         "Save `state` (tensors, numbers, lists, dicts) atomically, with the history length to resume from."
         tmp = self.folder/"checkpoint.pt.tmp"
         torch.save({"state": state, "history_rows": len(self.history)}, tmp)
-        os.replace(tmp, self.folder/"checkpoint.pt")
+        os.replace(tmp, self.checkpoint_path)
 
-    def load_checkpoint(self) -> dict | None:
+    def _cut_history(self, rows: int) -> None:
+        "Keep the first `rows` lines of the history (those logged before the checkpoint), or none."
+        lines = self.history_path.read_text().splitlines(keepends=True)[:rows] if self.history_path.exists() else []
+        if lines: self.history_path.write_text("".join(lines))
+        else: self.history_path.unlink(missing_ok=True)
+
+    def load_checkpoint(self, **torch_load_kwargs) -> dict | None:
         "The last saved state, or None; the history is cut back to where that checkpoint was taken."
-        path = self.folder/"checkpoint.pt"
-        if not path.exists(): return None
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        rows = self.history[:saved["history_rows"]]
-        self.history_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if not self.checkpoint_path.exists(): return None
+        saved = read_result_file(self.checkpoint_path, **torch_load_kwargs)
+        self._cut_history(saved["history_rows"])
         return saved["state"]
+
+    def start(self) -> None:
+        "Make an unfinished run's history match its checkpoint (or start it afresh) and check the checkpoint reads."
+        (self.folder/"checkpoint.pt.tmp").unlink(missing_ok=True)
+        if self.checkpoint_path.exists(): self.load_checkpoint(mmap=True)
+        else: self._cut_history(0)
 
 # %% ../chapters/03_runs.ipynb #bfff37fb
 @dataclasses.dataclass
@@ -114,14 +151,11 @@ class RunResult:
         return [r[x] for r in rows], [r[metric] for r in rows]
 
 def load_result(folder: Path, cached: bool = True) -> RunResult:
-    "The `RunResult` stored in `folder`."
+    "The `RunResult` stored in `folder`; every file is read through `read_result_file`, so a damaged one raises `ResultsError`."
     folder = Path(folder)
-    read = lambda name: json.loads((folder/name).read_text())
-    history = [json.loads(l) for l in (folder/"history.jsonl").read_text().splitlines() if l.strip()] \
-        if (folder/"history.jsonl").exists() else []
-    config = read("config.json")
-    return RunResult(folder.parent.name, folder.name, folder, config["config"], history,
-                     read("metrics.json"), read("env.json"), cached)
+    history = read_result_file(folder/"history.jsonl") if (folder/"history.jsonl").exists() else []
+    config, metrics, env = (read_result_file(folder/name) for name in ("config.json", "metrics.json", "env.json"))
+    return RunResult(folder.parent.name, folder.name, folder, config["config"], history, metrics, env, cached)
 
 # %% ../chapters/03_runs.ipynb #aeb266ac
 def start_wandb(experiment: str, name: str, config: dict, key: str):
@@ -137,22 +171,39 @@ def start_wandb(experiment: str, name: str, config: dict, key: str):
                       settings=wandb.Settings(console="off", silent=True))
 
 # %% ../chapters/03_runs.ipynb #61fa43d0
+def _finished(folder: Path) -> bool:
+    "Whether `folder` holds a finished run: readable, non-empty metrics. `{}` is an unfinished run (a message says so)."
+    path = folder/"metrics.json"
+    if not path.exists(): return False
+    metrics = read_result_file(path)
+    if not isinstance(metrics, dict): raise ResultsError(f"{_shown(path)} does not hold a dict of metrics: "
+                                                         f"delete the run's folder {_shown(folder)} to recompute it")
+    if metrics: return True
+    print(f"{_shown(path)} holds no metrics, so the run did not finish: recomputing it", file=sys.stderr)
+    return False
+
 def cached_run(experiment: str, config, body: Callable[[Run], dict], inputs: dict[str, str] | None = None,
                name: str | None = None) -> RunResult:
     "Run `body(run)` once for this `config` and `inputs` (name -> sha256), returning its stored result ever after."
     cfg = as_dict(config)
     key = run_key(experiment, cfg, inputs)
     folder = results_dir()/experiment/key
-    if (folder/"metrics.json").exists(): return load_result(folder, cached=True)
+    if _finished(folder): return load_result(folder, cached=True)
+    env = environment()  # everything that can fail is done before the body runs, so no work is lost to it
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(folder/"config.json", {"experiment": experiment, "name": name, "config": cfg, "inputs": inputs or {}})
-    wb = start_wandb(experiment, name or key, cfg, key)
+    run = Run(folder, cfg)
+    run.start()
+    run.wandb = wb = start_wandb(experiment, name or key, cfg, key)
     start = time.perf_counter()
     try:
-        metrics = body(Run(folder, cfg, wb))
-        seconds = time.perf_counter() - start
-        _write_json(folder/"env.json", {**environment(), "seconds": seconds, "inputs": inputs or {}})
+        metrics = body(run)
+        if not isinstance(metrics, dict) or not metrics:
+            raise ValueError(f"the body of {experiment!r} must return a non-empty dict of metrics, not {metrics!r}")
+        _write_json(folder/"env.json", {**env, "seconds": time.perf_counter() - start, "inputs": inputs or {}})
         _write_json(folder/"metrics.json", metrics)
+        # only now, with the result safely written, is the checkpoint dropped: it can be 90 MB and is not kept
+        run.checkpoint_path.unlink(missing_ok=True)
         if wb is not None: wb.summary.update(json.loads(json.dumps(metrics, default=_jsonable)))
     finally:
         if wb is not None: wb.finish()

@@ -31,7 +31,9 @@ def q2_candidates() -> list[tuple[str, callable, bool]]:
             ("EfficientNet-Lite0 (ImageNet), classifier cut to the ten classes' rows", efficientnet_lite0, True)]
 
 def load_q2_model(candidates: list | None = None) -> Pretrained:
-    "The first Q2 classifier that loads: frozen, in eval mode, RGB [0,1] in, 10 logits out (`Q2_CLASSES` order)."
+    """The first Q2 classifier that loads: frozen, in eval mode, RGB [0,1] in, 10 logits out (`Q2_CLASSES` order).
+    A candidate whose file is unusable (missing, unreadable, code in it, keys or shapes that do not fit) is skipped,
+    named with the reason in the notes, and the next one is tried: the loaders raise `WeightsUnavailable` for all of them."""
     skipped = []
     for what, loader, cut in candidates or q2_candidates():
         try: model = loader()

