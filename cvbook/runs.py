@@ -19,6 +19,7 @@ from tqdm.auto import tqdm as _tqdm_auto
 from tqdm.std import tqdm as _tqdm_text
 
 from .core import environment, project_root, results_dir
+from .data import shown_path
 
 # %% auto #0
 __all__ = ['progress', 'as_dict', 'run_key', 'ResultsError', 'read_result_file', 'Run', 'RunResult', 'load_result', 'start_wandb',
@@ -61,28 +62,22 @@ def _write_json(path: Path, data) -> None:
 class ResultsError(RuntimeError):
     "A stored results file that cannot be read; the message names it and says how to recompute the run."
 
-def _shown(path: Path) -> str:
-    "`path` as the user should see it: relative to the project, else to `$CVBOOK_RESULTS`; never absolute."
-    path = Path(path).resolve()
-    try: return path.relative_to(project_root()).as_posix()
-    except ValueError: pass
-    try: return "$CVBOOK_RESULTS/" + path.relative_to(results_dir()).as_posix()
-    except ValueError: return path.name
+def _damaged(path: Path, problem: str) -> ResultsError:
+    "The error for a results file with `problem`, naming it and how to recompute its run."
+    return ResultsError(f"{shown_path(path)} {problem}: delete the run's folder {shown_path(path.parent)} to recompute it")
 
 def read_result_file(path: Path, **torch_load_kwargs):
     "The contents of a run's file (`.json`, `.jsonl` as a list of rows, `.pt`); `ResultsError` when it is missing, empty or corrupt."
     path = Path(path)
-    remedy = f"delete the run's folder {_shown(path.parent)} to recompute it"
-    def fail(problem: str): return ResultsError(f"{_shown(path)} {problem}: {remedy}")
-    if not path.exists(): raise fail("is missing")
-    if path.stat().st_size == 0: raise fail("is empty")
+    if not path.exists(): raise _damaged(path, "is missing")
+    if path.stat().st_size == 0: raise _damaged(path, "is empty")
     try:
         if path.suffix == ".pt": return torch.load(path, map_location="cpu", weights_only=True, **torch_load_kwargs)
         text = path.read_text()
         if path.suffix == ".jsonl": return [json.loads(line) for line in text.splitlines() if line.strip()]
         return json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise fail(f"is not valid JSON ({e})") from e
-    except (RuntimeError, EOFError, OSError) as e: raise fail(f"is truncated or corrupt ({str(e).splitlines()[0].split('. ')[0]})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise _damaged(path, f"is not valid JSON ({e})") from e
+    except (RuntimeError, EOFError, OSError) as e: raise _damaged(path, f"is truncated or corrupt ({str(e).splitlines()[0].split('. ')[0]})") from e
 
 class Run:
     "What an experiment's body receives: `log` metrics, `log_images`, `save_checkpoint` and `load_checkpoint`."
@@ -176,10 +171,9 @@ def _finished(folder: Path) -> bool:
     path = folder/"metrics.json"
     if not path.exists(): return False
     metrics = read_result_file(path)
-    if not isinstance(metrics, dict): raise ResultsError(f"{_shown(path)} does not hold a dict of metrics: "
-                                                         f"delete the run's folder {_shown(folder)} to recompute it")
+    if not isinstance(metrics, dict): raise _damaged(path, "does not hold a dict of metrics")
     if metrics: return True
-    print(f"{_shown(path)} holds no metrics, so the run did not finish: recomputing it", file=sys.stderr)
+    print(f"{shown_path(path)} holds no metrics, so the run did not finish: recomputing it", file=sys.stderr)
     return False
 
 def cached_run(experiment: str, config, body: Callable[[Run], dict], inputs: dict[str, str] | None = None,
