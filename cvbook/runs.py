@@ -204,17 +204,19 @@ def cached_run(experiment: str, config, body: Callable[[Run], dict], inputs: dic
     return load_result(folder, cached=False)
 
 # %% ../chapters/03_runs.ipynb #3df76eef
-def plot_histories(results: dict[str, RunResult], metrics: Iterable[str] = ("train_loss", "val_loss"),
+def plot_histories(results: dict[str, RunResult | list[RunResult]], metrics: Iterable[str] = ("train_loss", "val_loss"),
                    x: str = "epoch", title: str | None = None, ncols: int | None = None):
-    "One panel per metric, one line per run (`{label: result}`); returns the matplotlib figure."
+    "One panel per metric, one colour per label (`{label: result or [results of several seeds]}`, each seed a line); returns the matplotlib figure."
     metrics = list(metrics)
     ncols = ncols or len(metrics)
     nrows = -(-len(metrics) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
-        for label, result in results.items():
-            xs, ys = result.series(metric, x)
-            if xs: ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, ms=3, label=label)
+        for colour, (label, runs) in enumerate(results.items()):
+            for seed, result in enumerate(runs if isinstance(runs, list) else [runs]):
+                xs, ys = result.series(metric, x)
+                if xs: ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, ms=3, color=f"C{colour}",
+                               alpha=1.0 if seed == 0 else 0.45, lw=1.3 if seed == 0 else 0.9, label=None if seed else label)
         ax.set_xlabel(x); ax.set_title(metric.replace("_", " ")); ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]: ax.axis("off")
     axes.flat[0].legend(fontsize=8)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import copy
 import ctypes
 import ctypes.util
+import re
 import time
+from pathlib import Path
 
 import torch
 from torch import fx, nn
@@ -15,7 +17,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from .weights import Pretrained
 
 # %% auto #0
-__all__ = ['keep_freed_memory', 'matmul_gflops', 'fold_batchnorm', 'for_gradients', 'with_style_loss', 'with_content_loss']
+__all__ = ['keep_freed_memory', 'matmul_gflops', 'theoretical_gflops', 'fold_batchnorm', 'for_gradients', 'with_style_loss',
+           'with_content_loss']
 
 # %% ../chapters/05_speed.ipynb #b8cd0e3e
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # glibc's mallopt parameters (malloc.h)
@@ -26,18 +29,33 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError): return False
     return bool(mallopt(_M_MMAP_THRESHOLD, 1 << 30)) and bool(mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
 
-# %% ../chapters/05_speed.ipynb #c3645822
-def matmul_gflops(sizes: tuple[int, ...] = (1024, 2048, 3072), repeats: int = 4) -> float:
-    "Measured float32 matrix-multiply throughput on the CPU in GFLOP/s: the best over square sizes `sizes`, three timings each."
-    best = 0.0
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(repeats): a @ b
-            best = max(best, 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9)
+# %% ../chapters/05_speed.ipynb #5b8a74c5
+def matmul_gflops(shapes: tuple[tuple[int, int, int], ...] = ((2048, 2048, 2048), (4096, 4096, 4096), (8192, 512, 8192), (1024, 8192, 1024)),
+                  threads: tuple[int, ...] | None = None, repeats: int = 3) -> float:
+    "The best float32 matrix-multiply rate on the CPU in GFLOP/s over `shapes` (m, k, n) and thread counts `threads` (default 1 up to torch's current number), three timings of `repeats` products each; torch's thread count is restored."
+    current, best = torch.get_num_threads(), 0.0
+    try:
+        for count in threads or range(1, current + 1):
+            torch.set_num_threads(count)
+            for m, k, n in shapes:
+                a, b = torch.randn(m, k), torch.randn(k, n)
+                a @ b
+                for _ in range(3):
+                    start = time.perf_counter()
+                    for _ in range(repeats): a @ b
+                    best = max(best, 2 * m * k * n * repeats / (time.perf_counter() - start) / 1e9)
+    finally: torch.set_num_threads(current)
     return best
+
+def theoretical_gflops(cpuinfo: str | None = None, cores: int | None = None, fma_units: int = 2) -> tuple[float, str]:
+    "The processor's float32 peak in GFLOP/s, `cores` (default: torch's threads) x `fma_units` x vector lanes (16 with AVX-512, 8 with AVX2, else 4) x 2 x the clock, read from `cpuinfo` (default /proc/cpuinfo); and the formula filled in, to print next to it."
+    if cpuinfo is None: cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags, clock = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M), re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)
+    if not (flags and clock): return float("nan"), "unknown (no flags or clock in /proc/cpuinfo)"
+    flags, ghz, cores = set(flags.group(1).split()), float(clock.group(1)) / 1000, cores or torch.get_num_threads()
+    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    peak = cores * fma_units * lanes * 2 * ghz
+    return peak, f"{peak:.0f} GFLOP/s = {cores} cores x {fma_units} FMA units x {lanes} float32 lanes x 2 x {ghz:.2f} GHz (the clock the system reports)"
 
 # %% ../chapters/05_speed.ipynb #86091783
 class _ConvBNTracer(fx.Tracer):

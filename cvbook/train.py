@@ -22,10 +22,25 @@ from .runs import Run, RunResult, cached_run, progress
 from .weights import IMAGENET_MEAN, IMAGENET_STD, Pretrained, resnet18_imagenet
 
 # %% auto #0
-__all__ = ['STEM_INITS', 'Splits', 'make_splits', 'random_crop_flip', 'to_model_input', 'warmup_cosine', 'TrainConfig',
-           'evaluate', 'fit', 'resample_kernel', 'modify_stem', 'stem_name', 'build_resnet18', 'gflops_per_image',
-           'activation_mb_per_image', 'parameter_count', 'classification_metrics', 'train_run', 'resnet_run',
-           'spatial_sizes', 'efficientnet_classifier', 'layer_statistics']
+__all__ = ['Q1_BUDGETS', 'STEM_INITS', 'MODELS', 'STEMS', 'PRETRAINED_RESNET_STEMS', 'STAND_IN_STEMS', 'Splits', 'make_splits',
+           'random_crop_flip', 'to_model_input', 'warmup_cosine', 'TrainConfig', 'evaluate', 'fit', 'resample_kernel',
+           'init_stem', 'modify_stem', 'efficientnet_classifier', 'stem_name', 'build_resnet18', 'build_model',
+           'gflops_per_image', 'training_gflops_per_image', 'activation_mb_per_image', 'parameter_count',
+           'classification_metrics', 'train_run', 'resnet_run', 'q1_run', 'q1_base', 'q1_lr_sweep', 'q1_plan',
+           'spatial_sizes', 'layer_statistics']
+
+# %% ../chapters/10_resnet.ipynb #e9227cf4
+Q1_BUDGETS = {  # images, epochs and seeds of each profile; '224' keys are the runs at 224x224 and their 36x36 twins
+    "smoke": dict(train=32, val=16, test=32, epochs=1, batch=16, evals=2, lrs=(0.05,), seeds=2, stem_seeds=1,
+                  scratch_stems=("3x3s1-mp", "7x7s2-nomp", "3x3s2-nomp"),
+                  train224=16, val224=16, test224=32, epochs224=1, evals224=1, seeds224=1, compile=False),
+    "cpu": dict(train=2000, val=500, test=2000, epochs=3, batch=32, evals=3, lrs=(0.005, 0.01), seeds=3, stem_seeds=1,
+                scratch_stems=("3x3s1-mp", "7x7s2-nomp", "3x3s2-nomp"),
+                train224=640, val224=200, test224=1000, epochs224=3, evals224=2, seeds224=1, compile=False),
+    "full": dict(train=45000, val=5000, test=10000, epochs=30, batch=128, evals=4, lrs=(0.05, 0.1, 0.2), seeds=3, stem_seeds=3,
+                 scratch_stems=("3x3s1-mp", "7x7s2-nomp", "3x3s2-nomp", "3x3s1-nomp"),
+                 train224=45000, val224=5000, test224=10000, epochs224=30, evals224=4, seeds224=3, compile=True),
+}
 
 # %% ../chapters/10_resnet.ipynb #9ee89fc1
 @dataclass
@@ -87,7 +102,7 @@ def warmup_cosine(total_steps: int, warmup: float = 0.15) -> Callable[[int], flo
 @dataclass
 class TrainConfig:
     "Everything that decides a training run, and so its cache key. Sizes are numbers of images; `size` is the input side in pixels."
-    model: str = "resnet18"
+    model: str = "resnet18"   # or "efficientnet-lite0", the ImageNet stand-in (see below)
     pretrained: bool = False
     size: int = 36            # 36: the images as they are; 224: each batch upsampled on the device
     stem_kernel: int = 7      # conv1 kernel, stride, whether the 3x3/2 max pool follows, and
@@ -105,6 +120,7 @@ class TrainConfig:
     warmup: float = 0.15
     augment: bool = True
     pad: int = 4
+    evals_per_epoch: int = 1  # rows logged (training and validation loss and accuracy) per epoch
     channels_last: bool = True
     amp: bool = True          # bfloat16 autocast, on CUDA only
     compile: bool = False
@@ -141,7 +157,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfi
 # %% ../chapters/10_resnet.ipynb #d5cfead7
 def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGENET_MEAN, std=IMAGENET_STD,
         desc: str = "train") -> nn.Module:
-    "Train `model` on `splits` as `cfg` says, logging per-epoch train/val loss and accuracy, seconds and images/s to `run` and checkpointing every epoch; resumes from `run`'s checkpoint. Returns the trained model."
+    "Train `model` on `splits` as `cfg` says, logging `cfg.evals_per_epoch` rows per epoch to `run` (training loss and accuracy over the steps since the last row, validation loss and accuracy, learning rate, images/s) and checkpointing every epoch; resumes from `run`'s checkpoint. Returns the trained model."
     device = torch.device(cfg.device)
     model = model.to(device)
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
@@ -152,6 +168,9 @@ def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGE
     x, y = splits.train_x.to(device), splits.train_y.to(device)
     batches = len(x) // cfg.batch_size  # the incomplete last batch is dropped (a fresh shuffle every epoch)
     if batches == 0: raise ValueError(f"{len(x)} training images are fewer than one batch of {cfg.batch_size}")
+    # the steps after which a row is logged: evals_per_epoch of them, evenly spread, the last at the end of the epoch
+    rows_per_epoch = max(1, min(cfg.evals_per_epoch, batches))
+    log_after = {math.ceil(batches * (k + 1) / rows_per_epoch) for k in range(rows_per_epoch)}
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(batches * cfg.epochs, cfg.warmup))
     first = 0
     if (state := run.load_checkpoint()) is not None:
@@ -166,6 +185,7 @@ def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGE
         order = torch.randperm(len(x), generator=g, device=device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
+        seen, seconds = 0, 0.0
         _sync(device); start = time.perf_counter()
         for b in range(batches):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
@@ -180,15 +200,19 @@ def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGE
             opt.step(); sched.step()
             loss_sum += loss.detach() * len(yb)
             correct += (out.argmax(1) == yb).sum()
+            seen += len(yb)
             bar.update(1)
-        _sync(device); seconds = time.perf_counter() - start
-        seen = batches * cfg.batch_size
-        val_loss, val_acc, _ = evaluate(net, splits.val_x, splits.val_y, cfg, mean, std)
-        row = dict(epoch=epoch + 1, train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen,
-                   val_loss=val_loss, val_acc=val_acc, lr=sched.get_last_lr()[0], epoch_seconds=seconds,
-                   train_images_per_s=seen / seconds)
-        if device.type == "cuda": row["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-        run.log(**row)
+            if b + 1 in log_after:
+                _sync(device); seconds = time.perf_counter() - start  # training time only: validation is not counted
+                val_loss, val_acc, _ = evaluate(net, splits.val_x, splits.val_y, cfg, mean, std)
+                net.train()
+                row = dict(epoch=round(epoch + (b + 1) / batches, 4), step=epoch * batches + b + 1,
+                           train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen, val_loss=val_loss,
+                           val_acc=val_acc, lr=sched.get_last_lr()[0], seconds=seconds, train_images_per_s=seen / seconds)
+                if device.type == "cuda": row["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+                run.log(**row)
+                loss_sum.zero_(); correct.zero_(); seen = 0
+                _sync(device); start = time.perf_counter()
         run.save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(),
                              "scheduler": sched.state_dict(), "epoch": epoch + 1})
     bar.close()
@@ -202,28 +226,51 @@ def resample_kernel(weight: torch.Tensor, kernel: int) -> torch.Tensor:
     k = weight.shape[-1]
     return F.adaptive_avg_pool2d(weight, kernel) * (k / kernel) ** 2
 
-def modify_stem(model: nn.Module, kernel: int = 7, stride: int = 2, maxpool: bool = True, init: str = "keep") -> nn.Module:
-    "`model` (a torchvision ResNet) with `conv1` made a `kernel` x `kernel` convolution of the given `stride` (padding kernel//2), initialised by `init` (one of STEM_INITS), and `maxpool` kept (3x3, stride 2) or removed."
+def init_stem(conv: nn.Conv2d, pretrained_weight: torch.Tensor, init: str) -> nn.Conv2d:
+    "`conv` with its weights set by `init`: a copy of `pretrained_weight` ('keep', same shape only), that kernel resampled to `conv`'s size ('resample'), or Kaiming-normal ('random', torchvision's own initialisation for convolutions)."
     if init not in STEM_INITS: raise ValueError(f"init must be one of {STEM_INITS}, got {init!r}")
-    old = model.conv1
-    conv = nn.Conv2d(old.in_channels, old.out_channels, kernel, stride, padding=kernel // 2, bias=False)
     with torch.no_grad():
         if init == "keep":
-            if old.kernel_size != (kernel, kernel):
-                raise ValueError(f"init='keep' needs conv1's own kernel size {old.kernel_size}, got {kernel}; use 'resample' or 'random'")
-            conv.weight.copy_(old.weight)
-        elif init == "resample": conv.weight.copy_(resample_kernel(old.weight, kernel))
+            if pretrained_weight.shape != conv.weight.shape:
+                raise ValueError(f"init='keep' needs the first layer's own kernel size {tuple(pretrained_weight.shape[-2:])}, "
+                                 f"got {tuple(conv.weight.shape[-2:])}; use 'resample' or 'random'")
+            conv.weight.copy_(pretrained_weight)
+        elif init == "resample": conv.weight.copy_(resample_kernel(pretrained_weight, conv.kernel_size[0]))
         else: nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    model.conv1 = conv
+    return conv
+
+def modify_stem(model: nn.Module, kernel: int = 7, stride: int = 2, maxpool: bool = True, init: str = "keep") -> nn.Module:
+    "`model` (a torchvision ResNet) with `conv1` made a `kernel` x `kernel` convolution of the given `stride` (padding kernel//2), initialised by `init` (one of STEM_INITS), and `maxpool` kept (3x3, stride 2) or removed."
+    old = model.conv1
+    conv = nn.Conv2d(old.in_channels, old.out_channels, kernel, stride, padding=kernel // 2, bias=False)
+    model.conv1 = init_stem(conv, old.weight.detach(), init)
     model.maxpool = nn.MaxPool2d(3, 2, 1) if maxpool else nn.Identity()
     return model
 
 # %% ../chapters/10_resnet.ipynb #a7c5d1e4
+def efficientnet_classifier(pretrained: Pretrained, classes: int = 10, kernel: int = 3, stride: int = 2, init: str = "keep",
+                            scratch: bool = False) -> nn.Module:
+    "A copy of EfficientNet `pretrained.model` with a new `classes`-way `_fc`, batch-norm momentum 0.1 and its stem (`_conv_stem`) made a `kernel` x `kernel` convolution of `stride`, initialised by `init` (one of STEM_INITS); `scratch=True` re-initialises every layer."
+    model = copy.deepcopy(pretrained.model)
+    model._fc = nn.Linear(model._fc.in_features, classes)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1  # the TensorFlow port's 0.01 would leave the running statistics at ImageNet's after a short fine-tune
+            if scratch: m.reset_parameters()
+        elif scratch and isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None: nn.init.zeros_(m.bias)
+    old = model._conv_stem
+    same_shape = (kernel, stride) == (old.kernel_size[0], old.stride[0])  # then the module, with its TensorFlow 'same' padding, stays
+    conv = old if same_shape else nn.Conv2d(old.in_channels, old.out_channels, kernel, stride, padding=kernel // 2, bias=False)
+    model._conv_stem = init_stem(conv, old.weight.detach().clone(), "random" if scratch else init)
+    return model
+
 def stem_name(cfg: TrainConfig) -> str:
-    "A short label for `cfg`'s stem, e.g. '3x3/1, no maxpool (random)'."
+    "A short label for `cfg`'s stem, e.g. '3x3/1, no maxpool (random)' (EfficientNet has no max pool to name)."
     init = {"keep": "pretrained" if cfg.pretrained else "", "random": "random", "resample": "resampled"}[cfg.stem_init]
-    return f"{cfg.stem_kernel}x{cfg.stem_kernel}/{cfg.stem_stride}" + (" + maxpool" if cfg.maxpool else ", no maxpool") \
-        + (f" ({init})" if init else "")
+    pool = "" if cfg.model != "resnet18" else " + maxpool" if cfg.maxpool else ", no maxpool"
+    return f"{cfg.stem_kernel}x{cfg.stem_kernel}/{cfg.stem_stride}{pool}" + (f" ({init})" if init else "")
 
 def build_resnet18(cfg: TrainConfig, pretrained: Pretrained | None = None, classes: int = 10) -> nn.Module:
     "torchvision's ResNet18 with a new `classes`-way `fc` and `cfg`'s stem; from scratch, or with the weights of `pretrained` when `cfg.pretrained`."
@@ -231,6 +278,15 @@ def build_resnet18(cfg: TrainConfig, pretrained: Pretrained | None = None, class
     model = copy.deepcopy(pretrained.model) if cfg.pretrained else torchvision.models.resnet18()
     model.fc = nn.Linear(model.fc.in_features, classes)
     return modify_stem(model, cfg.stem_kernel, cfg.stem_stride, cfg.maxpool, cfg.stem_init)
+
+MODELS = ("resnet18", "efficientnet-lite0")
+
+def build_model(cfg: TrainConfig, weights: Pretrained | None = None, classes: int = 10) -> nn.Module:
+    "The model `cfg` describes: `build_resnet18`, or EfficientNet-Lite0 built from its loaded `weights` (`efficientnet_classifier`; from scratch when not `cfg.pretrained`)."
+    if cfg.model == "resnet18": return build_resnet18(cfg, weights, classes)
+    if cfg.model != "efficientnet-lite0": raise ValueError(f"model must be one of {MODELS}, got {cfg.model!r}")
+    if weights is None: raise ValueError("EfficientNet-Lite0 is built from its loaded weights: pass cvbook.weights.efficientnet_lite0()")
+    return efficientnet_classifier(weights, classes, cfg.stem_kernel, cfg.stem_stride, cfg.stem_init, scratch=not cfg.pretrained)
 
 # %% ../chapters/10_resnet.ipynb #4025e8c4
 def gflops_per_image(model: nn.Module, size: int) -> float:
@@ -241,6 +297,13 @@ def gflops_per_image(model: nn.Module, size: int) -> float:
         model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
     model.train(was_training)
     return counter.get_total_flops() / 1e9
+
+def training_gflops_per_image(model: nn.Module, size: int, batch: int = 2) -> float:
+    "Billions of floating-point operations per image in one training step (forward and backward pass of a training-mode `model` on `size` x `size` images), counted, not estimated as a multiple of the forward pass."
+    model = copy.deepcopy(model).train()
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(batch, 3, size, size, device=next(model.parameters()).device)).sum().backward()
+    return counter.get_total_flops() / batch / 1e9
 
 def activation_mb_per_image(model: nn.Module, size: int, batch: int = 2) -> float:
     "MiB per image of the tensors a training-mode forward pass saves for the backward pass (parameters and buffers excluded)."
@@ -281,8 +344,8 @@ def train_run(name: str, cfg: TrainConfig, data: ImageSet, build: Callable[[], n
         model = fit(run, model, splits, cfg, mean, std, desc=name)
         test_loss, _, preds = evaluate(model, splits.test_x, splits.test_y, cfg, mean, std)
         history = run.history
-        fastest = min(history, key=lambda r: r["epoch_seconds"])  # the epoch least slowed by other processes
-        timing = {"seconds_per_epoch": fastest["epoch_seconds"], "train_images_per_s": fastest["train_images_per_s"]}
+        rate = max(r["train_images_per_s"] for r in history)  # the stretch of training least slowed by other processes
+        timing = {"seconds_per_epoch": len(splits.train_x) // cfg.batch_size * cfg.batch_size / rate, "train_images_per_s": rate}
         if "peak_memory_mb" in history[-1]: timing["peak_memory_mb"] = history[-1]["peak_memory_mb"]
         return {**classification_metrics(splits.test_y, preds, len(data.classes)), "test_loss": test_loss, **costs, **timing}
     # cached_run deletes the checkpoint once metrics.json is written: the result is kept, the 90 MB checkpoint is not
@@ -293,6 +356,61 @@ def resnet_run(name: str, cfg: TrainConfig, data: ImageSet, weights_path=None) -
     weights = resnet18_imagenet(weights_path) if cfg.pretrained else None
     inputs = {"weights": weights.sha256} if weights else {}
     return train_run(name, cfg, data, lambda: build_resnet18(cfg, weights, len(data.classes)), inputs)
+
+# %% ../chapters/10_resnet.ipynb #5d23c2b2
+def q1_run(name: str, cfg: TrainConfig, data: ImageSet, effnet: Pretrained | None = None, weights_path=None) -> RunResult:
+    "One cached Q1 run: ResNet18 as `resnet_run`; EfficientNet-Lite0 built from `effnet` (`cvbook.weights.efficientnet_lite0()`), fed with its own input normalisation and cached under 'q1-effnet-stand-in'."
+    if cfg.model == "resnet18": return resnet_run(name, cfg, data, weights_path)
+    if effnet is None: raise ValueError("an EfficientNet-Lite0 run needs its weights: pass effnet=cvbook.weights.efficientnet_lite0()")
+    mean, std = effnet.normalize.mean.flatten().tolist(), effnet.normalize.std.flatten().tolist()
+    return train_run(name, cfg, data, lambda: build_model(cfg, effnet, len(data.classes)), {"weights": effnet.sha256}, mean, std,
+                     experiment="q1-effnet-stand-in")
+
+# %% ../chapters/10_resnet.ipynb #d15be7d3
+STEMS = {  # stem changes: ResNet18's conv1 + maxpool, EfficientNet-Lite0's _conv_stem (3x3/2, pretrained, is its own)
+    "3x3s1-mp": dict(stem_kernel=3, stem_stride=1, maxpool=True, stem_init="random"),
+    "7x7s2-nomp": dict(stem_kernel=7, stem_stride=2, maxpool=False, stem_init="keep"),
+    "3x3s2-nomp": dict(stem_kernel=3, stem_stride=2, maxpool=False, stem_init="random"),
+    "3x3s1-nomp": dict(stem_kernel=3, stem_stride=1, maxpool=False, stem_init="random"),
+    "7x7s1-mp": dict(stem_kernel=7, stem_stride=1, maxpool=True, stem_init="keep"),
+    "7x7s1-nomp": dict(stem_kernel=7, stem_stride=1, maxpool=False, stem_init="keep"),
+    "3x3s1-nomp-resampled": dict(stem_kernel=3, stem_stride=1, maxpool=False, stem_init="resample"),
+    "3x3s1-nomp-random": dict(stem_kernel=3, stem_stride=1, maxpool=False, stem_init="random"),
+    "fresh-stem": dict(stem_kernel=3, stem_stride=2, stem_init="random"),
+    "3x3s1": dict(stem_kernel=3, stem_stride=1, stem_init="keep"),
+    "3x3s1-fresh": dict(stem_kernel=3, stem_stride=1, stem_init="random"),
+}
+PRETRAINED_RESNET_STEMS = ("7x7s1-mp", "7x7s1-nomp", "3x3s1-nomp-resampled", "3x3s1-nomp-random")
+STAND_IN_STEMS = ("fresh-stem", "3x3s1", "3x3s1-fresh")
+
+def q1_base(budget: dict, device: str = "cpu") -> TrainConfig:
+    "The scratch ResNet18 on 36x36 images at `budget`'s sizes (its learning rate is the sweep's to choose)."
+    return TrainConfig(train_images=budget["train"], val_images=budget["val"], test_images=budget["test"], epochs=budget["epochs"],
+                       batch_size=budget["batch"], evals_per_epoch=budget["evals"], device=device,
+                       compile=budget["compile"] and device == "cuda")
+
+def q1_lr_sweep(budget: dict, device: str = "cpu") -> dict[str, TrainConfig]:
+    "The learning-rate candidates: the scratch baseline (seed 0) once per rate in `budget['lrs']`."
+    return {f"scratch-36-lr{lr:g}": replace(q1_base(budget, device), lr=lr) for lr in budget["lrs"]}
+
+def q1_plan(budget: dict, lr: float, device: str = "cpu") -> dict[str, list[TrainConfig]]:
+    "Every Q1 run after the sweep, `{group: [config of each seed]}`: ResNet18 from scratch (baseline, stems, 224x224 and its twin), pretrained ResNet18 (same experiments), and the EfficientNet-Lite0 stand-in for the pretrained ones."
+    seeds = lambda cfg, n: [replace(cfg, seed=s) for s in range(n)]
+    base = replace(q1_base(budget, device), lr=lr)
+    at224 = replace(base, size=224, train_images=budget["train224"], val_images=budget["val224"], test_images=budget["test224"],
+                    epochs=budget["epochs224"], evals_per_epoch=budget["evals224"])
+    n, n224, n_stem = budget["seeds"], budget["seeds224"], budget["stem_seeds"]
+    plan = {"scratch-36": seeds(base, n)}
+    plan |= {f"scratch-36-{s}": seeds(replace(base, **STEMS[s]), n_stem) for s in budget["scratch_stems"]}
+    plan |= {"scratch-224": seeds(at224, n224), "scratch-36-twin": seeds(replace(at224, size=36), n)}
+    for model, tag, stems in (("resnet18", "pretrained", PRETRAINED_RESNET_STEMS), ("efficientnet-lite0", "stand-in", STAND_IN_STEMS)):
+        pre = dict(model=model, pretrained=True) | ({} if model == "resnet18" else dict(stem_kernel=3, stem_stride=2, maxpool=False))
+        plan |= {f"{tag}-36": seeds(replace(base, **pre), n), f"{tag}-224": seeds(replace(at224, **pre), n224),
+                 f"{tag}-36-twin": seeds(replace(at224, size=36, **pre), n)}
+        if model != "resnet18":  # ResNet18 from scratch is the scratch baseline; the stand-in needs its own
+            plan[f"{tag}-scratch-36"] = seeds(replace(base, **(pre | dict(pretrained=False, stem_init="random"))), n)
+        plan |= {f"{tag}-36-{s}": seeds(replace(base, **(pre | STEMS[s])), n if model != "resnet18" else n_stem) for s in stems}
+    return plan
 
 # %% ../chapters/10_resnet.ipynb #e7a5b1c4
 def spatial_sizes(model: nn.Module, size: int) -> list[tuple[str, tuple[int, ...]]]:
@@ -313,20 +431,6 @@ def spatial_sizes(model: nn.Module, size: int) -> list[tuple[str, tuple[int, ...
     return shapes
 
 # %% ../chapters/10_resnet.ipynb #052fd7ed
-def efficientnet_classifier(pretrained: Pretrained, classes: int = 10, stem: str = "keep") -> nn.Module:
-    "A copy of EfficientNet `pretrained.model` with a new `classes`-way `_fc`, batch-norm momentum 0.1, and its `_conv_stem` weights kept (`stem='keep'`) or re-initialised (`'random'`); `stem='scratch'` re-initialises every layer."
-    if stem not in ("keep", "random", "scratch"): raise ValueError(f"stem must be 'keep', 'random' or 'scratch', got {stem!r}")
-    model = copy.deepcopy(pretrained.model)
-    model._fc = nn.Linear(model._fc.in_features, classes)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.momentum = 0.1
-            if stem == "scratch": m.reset_parameters()
-        elif isinstance(m, nn.Conv2d) and (stem == "scratch" or m is model._conv_stem):
-            if stem != "keep": nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if stem != "keep" and m.bias is not None: nn.init.zeros_(m.bias)
-    return model
-
 def layer_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, layers: dict[str, nn.Module]) -> list[dict]:
     "For each named layer: the standard deviation of its output and ||grad|| / ||weight|| of its parameters, for one training-mode forward and backward pass of cross-entropy on (`x`, `y`); the model is not changed."
     model = copy.deepcopy(model).train()
