@@ -3,7 +3,9 @@
 # %% ../chapters/30_style.ipynb #aa063f24
 from __future__ import annotations
 
+import argparse
 import copy
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +17,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .core import sha256_file
-from .data import load_image
-from .runs import RunResult, cached_run
+from .core import default_device, device_name, sha256_file
+from .data import DataError, load_image, shown_path
+from .runs import RunResult, cached_run, progress
 from .speed import with_content_loss, with_style_loss
-from .weights import Pretrained
+from .weights import Pretrained, vgg19_features
 
 # %% auto #0
 __all__ = ['VGG19_LAYERS', 'ASSIGNMENT_LAYERS', 'PAPER_LAYERS', 'vgg19_layer_names', 'nth_conv', 'Layers', 'VGGFeatures',
-           'image_tensor', 'fit_to', 'to_pil', 'content_loss', 'gram_matrix', 'style_loss', 'StyleObjective',
-           'optimise', 'loss_scales', 'StyleConfig', 'stylize']
+           'image_tensor', 'fit_to', 'to_pil', 'min_side', 'check_inputs', 'content_loss', 'gram_matrix', 'style_loss',
+           'StyleObjective', 'optimise', 'loss_scales', 'StyleConfig', 'stylize', 'stylize_cli']
 
 # %% ../chapters/30_style.ipynb #468fdf9b
 def vgg19_layer_names(blocks: tuple[int, ...] = (2, 2, 4, 4, 4)) -> list[str]:
@@ -107,6 +109,28 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     "A PIL RGB image of a (1,3,H,W) or (3,H,W) tensor in [0,1]."
     array = image.detach().squeeze(0).clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(array)
+
+# %% ../chapters/30_style.ipynb #12c59dbd
+def min_side(layers: Iterable[str], names: list[str] = VGG19_LAYERS) -> int:
+    "The shortest image side, in pixels, that still leaves the deepest of `layers` a feature map of at least 1x1: 2 to the power of the max pools before it."
+    depth = max(names.index(layer) for layer in layers)
+    return 2 ** sum(name.startswith("pool") for name in names[:depth])
+
+def check_inputs(content_path: Path, style_path: Path, size: int, layers: Layers) -> tuple[int, int]:
+    "The (height, width) the content image gets at `size` (its longer side), once both images are known to be readable and that size is large enough for `layers`; raises `cvbook.data.DataError` or `ValueError` saying what to change, before any work is done."
+    for path in (content_path, style_path):
+        if not Path(path).is_file(): raise ValueError(f"{shown_path(path)}: no such file")
+    content = load_image(content_path)
+    load_image(style_path)
+    scale = size / max(content.size)
+    height, width = max(1, round(content.height * scale)), max(1, round(content.width * scale))
+    need = min_side(layers.all)
+    if min(height, width) < need:
+        deepest = max(layers.all, key=VGG19_LAYERS.index)
+        raise ValueError(f"{shown_path(content_path)} becomes {width}x{height} pixels at size {size}, but the layers up to {deepest} "
+                         f"halve it {need.bit_length() - 1} times and need a shorter side of at least {need} pixels: use a size of at "
+                         f"least {math.ceil(need * max(content.size) / min(content.size))}")
+    return height, width
 
 # %% ../chapters/30_style.ipynb #910de192
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -214,7 +238,7 @@ class StyleConfig:
     weights: str = ""           # the VGG19 weights' name (Pretrained.name)
 
 def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, style_path: Path) -> tuple[RunResult, Image.Image]:
-    "Run (or reuse) `config` on the two images; returns the stored run and the final image."
+    "Run (or reuse) `config` on the two images, checked first (`check_inputs`); returns the stored run and the final image."
     if config.weights != pretrained.name: raise ValueError(f"config.weights {config.weights!r} is not the loaded {pretrained.name!r}")
     def body(run):
         content = image_tensor(content_path, config.size)
@@ -232,6 +256,40 @@ def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, sty
                 "weighted_content": wc * final["content"], "weighted_style": ws * final["style"],
                 "content_scale": content_scale, "style_scale": style_scale, "content_weight": wc, "style_weight": ws,
                 "seconds": final["seconds"], "height": image.shape[-2], "width": image.shape[-1]}
+    check_inputs(content_path, style_path, config.size, Layers(tuple(config.content_layers), tuple(config.style_layers)))
     inputs = {"content": sha256_file(content_path), "style": sha256_file(style_path), "weights": pretrained.sha256 or pretrained.name}
     result = cached_run("q3_style", config, body, inputs, name=f"{config.content}-x-{config.style}-{config.optimizer}")
     return result, Image.open(result.folder/"result.png").convert("RGB")
+
+# %% ../chapters/30_style.ipynb #91083743
+def stylize_cli(argv: list[str] | None = None) -> None:
+    "`cvbook-stylize PHOTO STYLE -o OUT.png [--size 512] [--steps N] [--style-weight W] [--layers paper|assignment] [--device auto|cpu|cuda]`: the chapter's style transfer, on your own photograph."
+    parser = argparse.ArgumentParser(prog="cvbook-stylize", description="Paint PHOTO in the style of STYLE (Gatys et al.) with the "
+                                     "book's code: VGG19 features, the calibrated content and style losses, L-BFGS on the pixels.")
+    parser.add_argument("photo", type=Path, help="the photograph (any format PIL reads)")
+    parser.add_argument("style", type=Path, help="the painting whose style to take")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the result, a PNG file")
+    parser.add_argument("--size", type=int, default=512, help="longer side of the result in pixels (default 512)")
+    parser.add_argument("--steps", type=int, default=300, help="optimiser iterations (default 300)")
+    parser.add_argument("--style-weight", type=float, default=30.0,
+                        help="beta/alpha, the weight of the style loss over the content loss, both calibrated to 1 (default 30)")
+    parser.add_argument("--layers", choices=("paper", "assignment"), default="paper", help="which VGG19 layers the losses read")
+    parser.add_argument("--device", default="auto", help="'auto' (a GPU when there is one), 'cpu' or 'cuda'")
+    args = parser.parse_args(argv)
+    layers = PAPER_LAYERS if args.layers == "paper" else ASSIGNMENT_LAYERS
+    if args.steps < 1: parser.error("--steps must be at least 1")
+    try: height, width = check_inputs(args.photo, args.style, args.size, layers)
+    except (ValueError, DataError) as problem: parser.error(str(problem))
+    device = default_device() if args.device == "auto" else torch.device(args.device)
+    content = image_tensor(args.photo, args.size).to(device)
+    style = fit_to(args.style, height, width).to(device)
+    objective = StyleObjective(VGGFeatures(vgg19_features(), layers.all).to(device), layers, content, style)
+    content_scale, style_scale = loss_scales(objective, content, style)
+    with progress(total=args.steps, desc=f"{args.photo.name} x {args.style.name} on {device_name(device)}") as bar:
+        image, history = optimise(objective, content, 1 / content_scale, args.style_weight / style_scale, "lbfgs", args.steps,
+                                  callback=lambda row: bar.update(1) if row["iteration"] < args.steps else None)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    to_pil(image).save(args.output)
+    print(f"wrote {args.output} ({width}x{height} pixels, {args.steps} L-BFGS iterations, {history[-1]['seconds']:.0f} s on "
+          f"{device_name(device)}; weighted content loss {history[-1]['content'] / content_scale:.3g}, style loss "
+          f"{args.style_weight * history[-1]['style'] / style_scale:.3g})")
