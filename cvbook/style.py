@@ -25,8 +25,9 @@ from .weights import Pretrained, vgg19_features
 
 # %% auto #0
 __all__ = ['VGG19_LAYERS', 'ASSIGNMENT_LAYERS', 'PAPER_LAYERS', 'vgg19_layer_names', 'nth_conv', 'Layers', 'VGGFeatures',
-           'image_tensor', 'fit_to', 'to_pil', 'min_side', 'check_inputs', 'content_loss', 'gram_matrix', 'style_loss',
-           'StyleObjective', 'optimise', 'loss_scales', 'StyleConfig', 'stylize', 'stylize_cli']
+           'scaled_size', 'image_tensor', 'fit_to', 'to_pil', 'min_side', 'check_inputs', 'content_loss', 'gram_matrix',
+           'style_loss', 'StyleObjective', 'optimise', 'loss_scales', 'StyleConfig', 'Transfer', 'transfer', 'stylize',
+           'stylize_cli']
 
 # %% ../chapters/30_style.ipynb #468fdf9b
 def vgg19_layer_names(blocks: tuple[int, ...] = (2, 2, 4, 4, 4)) -> list[str]:
@@ -88,11 +89,16 @@ class VGGFeatures(nn.Module):
         return out
 
 # %% ../chapters/30_style.ipynb #ecd47003
+def scaled_size(image: Image.Image, size: int) -> tuple[int, int]:
+    "(height, width) of `image` resized so its longer side is `size` pixels."
+    scale = size / max(image.size)
+    return max(1, round(image.height * scale)), max(1, round(image.width * scale))
+
 def image_tensor(path: Path, size: int) -> torch.Tensor:
     "(1,3,H,W) float RGB in [0,1] of the image at `path`, resized so its longer side is `size` pixels."
     image = load_image(path)
-    scale = size / max(image.size)
-    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.LANCZOS)
+    height, width = scaled_size(image, size)
+    image = image.resize((width, height), Image.Resampling.LANCZOS)
     return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
 
 def fit_to(path: Path, height: int, width: int) -> torch.Tensor:
@@ -122,8 +128,7 @@ def check_inputs(content_path: Path, style_path: Path, size: int, layers: Layers
         if not Path(path).is_file(): raise ValueError(f"{shown_path(path)}: no such file")
     content = load_image(content_path)
     load_image(style_path)
-    scale = size / max(content.size)
-    height, width = max(1, round(content.height * scale)), max(1, round(content.width * scale))
+    height, width = scaled_size(content, size)
     need = min_side(layers.all)
     if min(height, width) < need:
         deepest = max(layers.all, key=VGG19_LAYERS.index)
@@ -237,26 +242,46 @@ class StyleConfig:
     beta: float = 1.0           # weight of the style loss, in units of its value at the content image
     weights: str = ""           # the VGG19 weights' name (Pretrained.name)
 
+@dataclass
+class Transfer:
+    "What one style transfer made: the content and style images, the result and its history, and the calibrated loss weights."
+    content: torch.Tensor
+    style: torch.Tensor
+    image: torch.Tensor
+    history: list[dict]
+    content_scale: float
+    style_scale: float
+    content_weight: float
+    style_weight: float
+
+def transfer(pretrained: Pretrained, content_path: Path, style_path: Path, size: int, layers: Layers, alpha: float = 1.0,
+             beta: float = 1.0, optimizer: str = "lbfgs", iterations: int = 100, lr: float = 1.0, device: str | torch.device = "cpu",
+             callback: Callable[[dict], None] | None = None) -> Transfer:
+    "Paint the content image (longer side `size`) in the style of the other with `optimise`, the losses weighted `alpha` and `beta` in units of their `loss_scales`; `callback` gets every history row with its weighted content and style losses added."
+    content = image_tensor(content_path, size).to(device)
+    style = fit_to(style_path, *content.shape[-2:]).to(device)
+    objective = StyleObjective(VGGFeatures(pretrained, layers.all).to(device), layers, content, style)
+    content_scale, style_scale = loss_scales(objective, content, style)
+    wc, ws = alpha / content_scale, beta / style_scale
+    log = callback and (lambda row: callback({**row, "weighted_content": wc * row["content"], "weighted_style": ws * row["style"]}))
+    image, history = optimise(objective, content, wc, ws, optimizer, iterations, lr, log)
+    return Transfer(content, style, image, history, content_scale, style_scale, wc, ws)
+
 def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, style_path: Path) -> tuple[RunResult, Image.Image]:
     "Run (or reuse) `config` on the two images, checked first (`check_inputs`); returns the stored run and the final image."
     if config.weights != pretrained.name: raise ValueError(f"config.weights {config.weights!r} is not the loaded {pretrained.name!r}")
+    layers = Layers(tuple(config.content_layers), tuple(config.style_layers))
     def body(run):
-        content = image_tensor(content_path, config.size)
-        style = fit_to(style_path, *content.shape[-2:])
-        layers = Layers(tuple(config.content_layers), tuple(config.style_layers))
-        objective = StyleObjective(VGGFeatures(pretrained, layers.all), layers, content, style)
-        content_scale, style_scale = loss_scales(objective, content, style)
-        wc, ws = config.alpha / content_scale, config.beta / style_scale
-        log = lambda row: run.log(**row, weighted_content=wc * row["content"], weighted_style=ws * row["style"])
-        image, history = optimise(objective, content, wc, ws, config.optimizer, config.iterations, config.lr, log)
-        to_pil(image).save(run.folder/"result.png")
-        run.log_images(f"{config.content} x {config.style}", content=to_pil(content), style=to_pil(style), result=to_pil(image))
-        final = history[-1]
+        done = transfer(pretrained, content_path, style_path, config.size, layers, config.alpha, config.beta, config.optimizer,
+                        config.iterations, config.lr, callback=lambda row: run.log(**row))
+        to_pil(done.image).save(run.folder/"result.png")
+        run.log_images(f"{config.content} x {config.style}", content=to_pil(done.content), style=to_pil(done.style), result=to_pil(done.image))
+        final, wc, ws = done.history[-1], done.content_weight, done.style_weight
         return {"content": final["content"], "style": final["style"], "loss": final["loss"],
                 "weighted_content": wc * final["content"], "weighted_style": ws * final["style"],
-                "content_scale": content_scale, "style_scale": style_scale, "content_weight": wc, "style_weight": ws,
-                "seconds": final["seconds"], "height": image.shape[-2], "width": image.shape[-1]}
-    check_inputs(content_path, style_path, config.size, Layers(tuple(config.content_layers), tuple(config.style_layers)))
+                "content_scale": done.content_scale, "style_scale": done.style_scale, "content_weight": wc, "style_weight": ws,
+                "seconds": final["seconds"], "height": done.image.shape[-2], "width": done.image.shape[-1]}
+    check_inputs(content_path, style_path, config.size, layers)
     inputs = {"content": sha256_file(content_path), "style": sha256_file(style_path), "weights": pretrained.sha256 or pretrained.name}
     result = cached_run("q3_style", config, body, inputs, name=f"{config.content}-x-{config.style}-{config.optimizer}")
     return result, Image.open(result.folder/"result.png").convert("RGB")
@@ -281,15 +306,12 @@ def stylize_cli(argv: list[str] | None = None) -> None:
     try: height, width = check_inputs(args.photo, args.style, args.size, layers)
     except (ValueError, DataError) as problem: parser.error(str(problem))
     device = default_device() if args.device == "auto" else torch.device(args.device)
-    content = image_tensor(args.photo, args.size).to(device)
-    style = fit_to(args.style, height, width).to(device)
-    objective = StyleObjective(VGGFeatures(vgg19_features(), layers.all).to(device), layers, content, style)
-    content_scale, style_scale = loss_scales(objective, content, style)
     with progress(total=args.steps, desc=f"{args.photo.name} x {args.style.name} on {device_name(device)}") as bar:
-        image, history = optimise(objective, content, 1 / content_scale, args.style_weight / style_scale, "lbfgs", args.steps,
-                                  callback=lambda row: bar.update(1) if row["iteration"] < args.steps else None)
+        done = transfer(vgg19_features(), args.photo, args.style, args.size, layers, beta=args.style_weight, iterations=args.steps,
+                        device=device, callback=lambda row: bar.update(1) if row["iteration"] < args.steps else None)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(image).save(args.output)
-    print(f"wrote {args.output} ({width}x{height} pixels, {args.steps} L-BFGS iterations, {history[-1]['seconds']:.0f} s on "
-          f"{device_name(device)}; weighted content loss {history[-1]['content'] / content_scale:.3g}, style loss "
-          f"{args.style_weight * history[-1]['style'] / style_scale:.3g})")
+    to_pil(done.image).save(args.output)
+    final = done.history[-1]
+    print(f"wrote {args.output} ({width}x{height} pixels, {args.steps} L-BFGS iterations, {final['seconds']:.0f} s on "
+          f"{device_name(device)}; weighted content loss {done.content_weight * final['content']:.3g}, style loss "
+          f"{done.style_weight * final['style']:.3g})")
