@@ -7,6 +7,7 @@ import copy
 import ctypes
 import ctypes.util
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from .weights import Pretrained
 
 # %% auto #0
-__all__ = ['keep_freed_memory', 'matmul_gflops', 'theoretical_gflops', 'fold_batchnorm', 'for_gradients', 'with_style_loss',
-           'with_content_loss']
+__all__ = ['keep_freed_memory', 'matmul_gflops', 'theoretical_gflops', 'report_fractions', 'fold_batchnorm', 'for_gradients',
+           'with_style_loss', 'with_content_loss']
 
 # %% ../chapters/05_speed.ipynb #b8cd0e3e
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # glibc's mallopt parameters (malloc.h)
@@ -56,6 +57,20 @@ def theoretical_gflops(cpuinfo: str | None = None, cores: int | None = None, fma
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     peak = cores * fma_units * lanes * 2 * ghz
     return peak, f"{peak:.0f} GFLOP/s = {cores} cores x {fma_units} FMA units x {lanes} float32 lanes x 2 x {ghz:.2f} GHz (the clock the system reports)"
+
+# %% ../chapters/05_speed.ipynb #253e5d61
+def report_fractions(achieved: dict[str, float], measured: float, theory: float) -> bool:
+    "Print each of `achieved` ({label: GFLOP/s}) as a fraction of the larger limit, the `measured` matmul rate or the `theory` peak (a turbo clock can put the first above the second); False, with a message on stderr, if any fraction exceeds 100 %, which means a limit was measured wrong."
+    limit, which = (theory, "the theoretical peak") if theory > measured else (measured, "the measured matmul rate")
+    print(f"achieved rate as a fraction of the limit: the larger of the best matmul rate ({measured:.0f} GFLOP/s) and the theoretical "
+          f"peak at the reported clock ({theory:.0f} GFLOP/s)")
+    if measured > theory:
+        print(f"   the matmul rate is {measured / theory:.2f}x the theoretical peak at the reported clock, so the cores run at least "
+              f"{measured / theory:.2f}x faster than reported (turbo): the limit is the measured matmul rate")
+    for label, rate in achieved.items(): print(f"   {label:40s} {rate:5.0f} GFLOP/s = {rate / limit:4.0%} of {which}")
+    wrong = [label for label, rate in achieved.items() if rate > limit]
+    if wrong: print(f"a fraction above 100 % for {', '.join(wrong)}: a limit was measured wrong", file=sys.stderr)
+    return not wrong
 
 # %% ../chapters/05_speed.ipynb #86091783
 class _ConvBNTracer(fx.Tracer):

@@ -24,10 +24,10 @@ from .speed import with_content_loss, with_style_loss
 from .weights import Pretrained, vgg19_features
 
 # %% auto #0
-__all__ = ['VGG19_LAYERS', 'ASSIGNMENT_LAYERS', 'PAPER_LAYERS', 'vgg19_layer_names', 'nth_conv', 'Layers', 'VGGFeatures',
-           'scaled_size', 'image_tensor', 'fit_to', 'to_pil', 'min_side', 'check_inputs', 'content_loss', 'gram_matrix',
-           'style_loss', 'StyleObjective', 'optimise', 'loss_scales', 'StyleConfig', 'Transfer', 'transfer', 'stylize',
-           'stylize_cli']
+__all__ = ['VGG19_LAYERS', 'ASSIGNMENT_LAYERS', 'PAPER_LAYERS', 'FLAT', 'FLAT_WINDOW', 'vgg19_layer_names', 'nth_conv', 'Layers',
+           'VGGFeatures', 'scaled_size', 'image_tensor', 'fit_to', 'to_pil', 'min_side', 'check_inputs', 'content_loss',
+           'gram_matrix', 'style_loss', 'StyleObjective', 'flattened', 'projected_gradient', 'optimise', 'loss_scales',
+           'StyleConfig', 'Transfer', 'transfer', 'stylize', 'stylize_cli']
 
 # %% ../chapters/30_style.ipynb #468fdf9b
 def vgg19_layer_names(blocks: tuple[int, ...] = (2, 2, 4, 4, 4)) -> list[str]:
@@ -184,39 +184,58 @@ class StyleObjective:
         return sum(content_loss(features[k], t) for k, t in self.content_targets.items()), style_loss(features, self.style_targets)
 
 # %% ../chapters/30_style.ipynb #f0a26272
+class _Stop(Exception):
+    "Raised by the closure to end an optimisation between two evaluations."
+
+def flattened(history: list[dict], flat: float, window: int) -> bool:
+    "Whether the last `window` evaluations lowered the best loss by less than a fraction `flat` of all it has fallen since the first evaluation (never when `flat` is 0)."
+    if flat <= 0 or len(history) <= window: return False
+    before, now = history[-window - 1]["best"], history[-1]["best"]
+    return before - now < flat * (history[0]["loss"] - now)
+
+def projected_gradient(image: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    "`gradient` with the components set to 0 that would move a pixel of `image` lying on a bound of [0, 1] further out: a minimiser steps against the gradient, and the clamp would undo that move."
+    outward = ((image <= 0) & (gradient > 0)) | ((image >= 1) & (gradient < 0))
+    return gradient.masked_fill(outward, 0)
+
+# The chapter's rule for "until the loss flattens": the last 25 evaluations brought less than 0.1 % of the descent so far.
+FLAT, FLAT_WINDOW = 0.001, 25
+
 def optimise(objective: StyleObjective, start: torch.Tensor, content_weight: float, style_weight: float,
-             optimizer: str = "lbfgs", iterations: int = 100, lr: float = 1.0,
-             callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, list[dict]]:
-    """Minimise `content_weight * content + style_weight * style` over the pixels, from `start`, clamping to [0,1] after each update.
-    Returns the final (1,3,H,W) image in [0,1] and `iterations + 1` history rows, one per image reached: iteration (updates so far),
-    evaluations (forward+backward passes so far), seconds (optimisation time so far), loss (weighted total), content and style (raw)."""
+             optimizer: str = "lbfgs", evaluations: int = 300, lr: float = 1.0, flat: float = 0.0, window: int = 25,
+             projected: bool = True, callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, list[dict]]:
+    """Minimise `content_weight * content + style_weight * style` over the pixels, from `start`, with every evaluated image clamped to [0,1].
+    The optimiser gets the `projected_gradient` (the plain gradient with `projected=False`). Stops after `evaluations` forward+backward
+    passes, or earlier once the loss has flattened (`flattened(history, flat, window)`).
+    Returns the evaluated image with the lowest loss, (1,3,H,W) in [0,1], and one history row per evaluation: evaluation (passes so far),
+    seconds (optimisation time so far, without `callback`'s), loss (weighted total), content and style (raw), best (lowest loss so far)."""
+    if evaluations < 1: raise ValueError(f"evaluations must be at least 1, got {evaluations}")
     image = start.detach().clone().requires_grad_(True)
-    if optimizer == "lbfgs": opt = torch.optim.LBFGS([image], lr=lr, max_iter=1, history_size=50)
+    if optimizer == "lbfgs": opt = torch.optim.LBFGS([image], lr=lr, max_iter=20, history_size=50, line_search_fn="strong_wolfe")
     elif optimizer == "adam": opt = torch.optim.Adam([image], lr=lr)
     else: raise ValueError(f"optimizer must be 'lbfgs' or 'adam', got {optimizer!r}")
-    evaluations = []
+    history, best, began, outside = [], {"loss": math.inf}, time.perf_counter(), 0.0
     def closure():
+        nonlocal outside
+        with torch.no_grad(): image.clamp_(0, 1)          # every image the loss sees, line-search trials included, is in the box
         opt.zero_grad()
         content, style = objective.losses(image)
         loss = content_weight * content + style_weight * style
         loss.backward()
-        image.grad = image.grad.contiguous()     # channels-last features hand back a channels-last gradient; L-BFGS needs a flat view
-        evaluations.append({"loss": loss.item(), "content": content.item(), "style": style.item()})
-        return loss
-    history, elapsed = [], 0.0
-    def record(row):
+        gradient = image.grad.contiguous()       # channels-last features hand back a channels-last gradient; L-BFGS needs a flat view
+        image.grad = projected_gradient(image.detach(), gradient) if projected else gradient
+        if loss.item() < best["loss"]: best.update(loss=loss.item(), image=image.detach().clone())
+        row = {"evaluation": len(history) + 1, "seconds": time.perf_counter() - began - outside, "loss": loss.item(),
+               "content": content.item(), "style": style.item(), "best": best["loss"]}
         history.append(row)
-        if callback: callback(row)
-    for iteration in range(iterations):
-        begin, done = time.perf_counter(), len(evaluations)
-        opt.step(closure)                        # one iteration: one pass at the current image, then an update
-        with torch.no_grad(): image.clamp_(0, 1)
-        elapsed_before, elapsed = elapsed, elapsed + time.perf_counter() - begin
-        record({"iteration": iteration, "evaluations": done, "seconds": elapsed_before, **evaluations[done]})
-    with torch.no_grad(): content, style = objective.losses(image)
-    record({"iteration": iterations, "evaluations": len(evaluations), "seconds": elapsed,
-            "loss": (content_weight * content + style_weight * style).item(), "content": content.item(), "style": style.item()})
-    return image.detach(), history
+        if callback:
+            called = time.perf_counter(); callback(row); outside += time.perf_counter() - called
+        if len(history) >= evaluations or flattened(history, flat, window): raise _Stop
+        return loss
+    try:
+        while True: opt.step(closure)
+    except _Stop: pass
+    return best["image"], history
 
 # %% ../chapters/30_style.ipynb #65125019
 def loss_scales(objective: StyleObjective, content_image: torch.Tensor, style_image: torch.Tensor) -> tuple[float, float]:
@@ -229,13 +248,16 @@ def loss_scales(objective: StyleObjective, content_image: torch.Tensor, style_im
 # %% ../chapters/30_style.ipynb #6226ffe8
 @dataclass(frozen=True)
 class StyleConfig:
-    "One style-transfer optimisation: images, size (longer side, pixels), optimiser, iterations, learning rate, layers, loss weights."
+    "One style-transfer optimisation: images, size (longer side, pixels), optimiser, evaluation budget and flattening rule (`optimise`), learning rate, layers, loss weights."
     content: str
     style: str
     size: int
     optimizer: str = "lbfgs"
-    iterations: int = 100
+    evaluations: int = 300      # forward + backward passes at most
     lr: float = 1.0
+    flat: float = 0.0           # stop earlier once the best loss fell less than this fraction over the last `window` evaluations
+    window: int = 25
+    projected: bool = True      # hand the optimiser the projected gradient (`projected_gradient`), not the plain one
     content_layers: tuple[str, ...] = ASSIGNMENT_LAYERS.content
     style_layers: tuple[str, ...] = ASSIGNMENT_LAYERS.style
     alpha: float = 1.0          # weight of the content loss, in units of its value at the style image
@@ -255,7 +277,7 @@ class Transfer:
     style_weight: float
 
 def transfer(pretrained: Pretrained, content_path: Path, style_path: Path, size: int, layers: Layers, alpha: float = 1.0,
-             beta: float = 1.0, optimizer: str = "lbfgs", iterations: int = 100, lr: float = 1.0, device: str | torch.device = "cpu",
+             beta: float = 1.0, optimizer: str = "lbfgs", evaluations: int = 300, lr: float = 1.0, flat: float = 0.0, window: int = 25, projected: bool = True, device: str | torch.device = "cpu",
              callback: Callable[[dict], None] | None = None) -> Transfer:
     "Paint the content image (longer side `size`) in the style of the other with `optimise`, the losses weighted `alpha` and `beta` in units of their `loss_scales`; `callback` gets every history row with its weighted content and style losses added."
     content = image_tensor(content_path, size).to(device)
@@ -264,7 +286,7 @@ def transfer(pretrained: Pretrained, content_path: Path, style_path: Path, size:
     content_scale, style_scale = loss_scales(objective, content, style)
     wc, ws = alpha / content_scale, beta / style_scale
     log = callback and (lambda row: callback({**row, "weighted_content": wc * row["content"], "weighted_style": ws * row["style"]}))
-    image, history = optimise(objective, content, wc, ws, optimizer, iterations, lr, log)
+    image, history = optimise(objective, content, wc, ws, optimizer, evaluations, lr, flat, window, projected, log)
     return Transfer(content, style, image, history, content_scale, style_scale, wc, ws)
 
 def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, style_path: Path) -> tuple[RunResult, Image.Image]:
@@ -273,14 +295,16 @@ def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, sty
     layers = Layers(tuple(config.content_layers), tuple(config.style_layers))
     def body(run):
         done = transfer(pretrained, content_path, style_path, config.size, layers, config.alpha, config.beta, config.optimizer,
-                        config.iterations, config.lr, callback=lambda row: run.log(**row))
+                        config.evaluations, config.lr, config.flat, config.window, config.projected, callback=lambda row: run.log(**row))
         to_pil(done.image).save(run.folder/"result.png")
         run.log_images(f"{config.content} x {config.style}", content=to_pil(done.content), style=to_pil(done.style), result=to_pil(done.image))
-        final, wc, ws = done.history[-1], done.content_weight, done.style_weight
-        return {"content": final["content"], "style": final["style"], "loss": final["loss"],
-                "weighted_content": wc * final["content"], "weighted_style": ws * final["style"],
+        best, wc, ws = min(done.history, key=lambda row: row["loss"]), done.content_weight, done.style_weight
+        return {"content": best["content"], "style": best["style"], "loss": best["loss"], "start_loss": done.history[0]["loss"],
+                "weighted_content": wc * best["content"], "weighted_style": ws * best["style"],
                 "content_scale": done.content_scale, "style_scale": done.style_scale, "content_weight": wc, "style_weight": ws,
-                "seconds": final["seconds"], "height": done.image.shape[-2], "width": done.image.shape[-1]}
+                "evaluations": len(done.history), "best_evaluation": best["evaluation"],
+                "flattened": len(done.history) < config.evaluations, "seconds": done.history[-1]["seconds"],
+                "height": done.image.shape[-2], "width": done.image.shape[-1]}
     check_inputs(content_path, style_path, config.size, layers)
     inputs = {"content": sha256_file(content_path), "style": sha256_file(style_path), "weights": pretrained.sha256 or pretrained.name}
     result = cached_run("q3_style", config, body, inputs, name=f"{config.content}-x-{config.style}-{config.optimizer}")
@@ -288,17 +312,18 @@ def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, sty
 
 # %% ../chapters/30_style.ipynb #91083743
 def stylize_cli(argv: list[str] | None = None) -> None:
-    "`cvbook-stylize PHOTO STYLE -o OUT.png [--size 512] [--steps N] [--style-weight W] [--layers paper|assignment] [--device auto|cpu|cuda]`: the chapter's style transfer, on your own photograph."
+    "`cvbook-stylize PHOTO STYLE -o OUT.png [--size 512] [--steps N] [--style-weight W] [--layers assignment|paper] [--device auto|cpu|cuda]`: the chapter's style transfer, on your own photograph."
     parser = argparse.ArgumentParser(prog="cvbook-stylize", description="Paint PHOTO in the style of STYLE (Gatys et al.) with the "
                                      "book's code: VGG19 features, the calibrated content and style losses, L-BFGS on the pixels.")
     parser.add_argument("photo", type=Path, help="the photograph (any format PIL reads)")
     parser.add_argument("style", type=Path, help="the painting whose style to take")
     parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the result, a PNG file")
     parser.add_argument("--size", type=int, default=512, help="longer side of the result in pixels (default 512)")
-    parser.add_argument("--steps", type=int, default=300, help="optimiser iterations (default 300)")
-    parser.add_argument("--style-weight", type=float, default=30.0,
-                        help="beta/alpha, the weight of the style loss over the content loss, both calibrated to 1 (default 30)")
-    parser.add_argument("--layers", choices=("paper", "assignment"), default="paper", help="which VGG19 layers the losses read")
+    parser.add_argument("--steps", type=int, default=300, help="forward and backward passes of the network at most (default 300); "
+                        f"it stops earlier once the loss has flattened (the last {FLAT_WINDOW} brought less than {FLAT:.1%} of its descent)")
+    parser.add_argument("--style-weight", type=float, default=10.0,
+                        help="beta/alpha, the weight of the style loss over the content loss, both calibrated to 1 (default 10)")
+    parser.add_argument("--layers", choices=("assignment", "paper"), default="assignment", help="which VGG19 layers the losses read")
     parser.add_argument("--device", default="auto", help="'auto' (a GPU when there is one), 'cpu' or 'cuda'")
     args = parser.parse_args(argv)
     layers = PAPER_LAYERS if args.layers == "paper" else ASSIGNMENT_LAYERS
@@ -307,11 +332,12 @@ def stylize_cli(argv: list[str] | None = None) -> None:
     except (ValueError, DataError) as problem: parser.error(str(problem))
     device = default_device() if args.device == "auto" else torch.device(args.device)
     with progress(total=args.steps, desc=f"{args.photo.name} x {args.style.name} on {device_name(device)}") as bar:
-        done = transfer(vgg19_features(), args.photo, args.style, args.size, layers, beta=args.style_weight, iterations=args.steps,
-                        device=device, callback=lambda row: bar.update(1) if row["iteration"] < args.steps else None)
+        done = transfer(vgg19_features(), args.photo, args.style, args.size, layers, beta=args.style_weight, evaluations=args.steps,
+                        flat=FLAT, window=FLAT_WINDOW, device=device, callback=lambda row: bar.update(1))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     to_pil(done.image).save(args.output)
-    final = done.history[-1]
-    print(f"wrote {args.output} ({width}x{height} pixels, {args.steps} L-BFGS iterations, {final['seconds']:.0f} s on "
-          f"{device_name(device)}; weighted content loss {done.content_weight * final['content']:.3g}, style loss "
-          f"{done.style_weight * final['style']:.3g})")
+    best, passes = min(done.history, key=lambda row: row["loss"]), len(done.history)
+    print(f"wrote {args.output} ({width}x{height} pixels, {passes} L-BFGS evaluations"
+          f"{' (the loss had flattened)' if passes < args.steps else ''}, {done.history[-1]['seconds']:.0f} s on {device_name(device)}; "
+          f"weighted content loss {done.content_weight * best['content']:.3g}, style loss {done.style_weight * best['style']:.3g}, "
+          f"from 0 and {args.style_weight:g})")
