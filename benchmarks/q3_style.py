@@ -4,7 +4,7 @@
    line search, up to 20 iterations per step, 50 curvature pairs, every evaluated image clamped to [0, 1], the best
    image kept) against the tutorial's settings (`optim.LBFGS([image])`: lr 1, up to 20 iterations per step, 100
    pairs, no line search, the image clamped at the start of the closure and once at the end), on the same image
-   size and the same calibrated loss (cvbook.style's weights, beta/alpha 30), each for the same number of seconds.
+   size and the same calibrated loss (cvbook.style's weights, beta/alpha 10, the chapter's), each for the same number of seconds.
    Two tutorial runs separate its two differences: its settings with its own implementation (below), and its
    settings on cvbook.style's objective.
 2. Seconds per evaluation (one forward and backward pass) of the implementations, interleaved, median of blocks.
@@ -18,7 +18,7 @@
    thread counts, at the start and the end) and the processor's theoretical peak; the script exits with status 1 if
    any fraction exceeds 100 % (`cvbook.speed.report_fractions`).
 
-    CVBOOK_WEIGHTS=... CVBOOK_DATA=... CVBOOK_OFFLINE=1 python benchmarks/q3_style.py [--size 256] [--layers paper|assignment] [--seconds 60]
+    CVBOOK_WEIGHTS=... CVBOOK_DATA=... CVBOOK_OFFLINE=1 python benchmarks/q3_style.py [--size 384] [--layers assignment|paper] [--seconds 60]
 
 Other processes sharing the CPU make every number lower and noisier; the script prints the load.
 """
@@ -83,6 +83,8 @@ def tutorial_model(cnn, normalization, style_img, content_img, content_layers, s
     return (model[:last + 1] if trim else model), style_losses, content_losses
 
 
+BETA = 10.0   # beta/alpha of the chapter's main pair
+
 # ---- loss reached at equal wall time -------------------------------------------------------------------------
 class TimeUp(Exception):
     "Raised between two evaluations once a run has had its seconds."
@@ -137,8 +139,8 @@ def evaluation_seconds(losses, image, wc, ws, n):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=256, help="longer side of the images in pixels")
-    parser.add_argument("--layers", choices=["assignment", "paper"], default="paper")
+    parser.add_argument("--size", type=int, default=384, help="longer side of the images in pixels (the chapter's headline size)")
+    parser.add_argument("--layers", choices=["assignment", "paper"], default="assignment")
     parser.add_argument("--seconds", type=float, default=60, help="optimisation time of each run in part 1")
     parser.add_argument("--evaluations", type=int, default=3, help="evaluations per timed block in part 2")
     parser.add_argument("--rounds", type=int, default=6, help="timed blocks per implementation in part 2, interleaved")
@@ -168,7 +170,7 @@ def main():
 
     # The losses and the image gradients must agree (same definition, different implementation).
     content_scale, style_scale = loss_scales(objectives["cvbook.style"], content, style)
-    wc, ws = 1 / content_scale, 30 / style_scale
+    wc, ws = 1 / content_scale, BETA / style_scale
     torch.manual_seed(0)
     probe = torch.rand_like(content)
     def value_and_gradient(f):
@@ -187,7 +189,7 @@ def main():
 
     size = f"{content.shape[-2]}x{content.shape[-1]}"
     print(f"\n1. loss reached at equal wall time: {args.content} x {args.style}, {size}, {args.layers} layers, weighted loss "
-          f"(content / its value at the style image + 30 x style / its value at the content image; it starts at 30), "
+          f"(content / its value at the style image + {BETA:g} x style / its value at the content image; it starts at {BETA:g}), "
           f"{args.seconds:.0f} s of optimisation each, one after the other")
     runs = {"configured L-BFGS (cvbook.style)": configured_run(objectives["cvbook.style"], content, wc, ws, args.seconds),
             "tutorial's settings and implementation": tutorial_run(losses["tutorial-style"], content, wc, ws, args.seconds),
