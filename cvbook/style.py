@@ -184,6 +184,9 @@ class StyleObjective:
         return sum(content_loss(features[k], t) for k, t in self.content_targets.items()), style_loss(features, self.style_targets)
 
 # %% ../chapters/30_style.ipynb #f0a26272
+# The chapter's rule for "until the loss flattens": the last 25 evaluations brought less than 0.1 % of the descent so far.
+FLAT, FLAT_WINDOW = 0.001, 25
+
 class _Stop(Exception):
     "Raised by the closure to end an optimisation between two evaluations."
 
@@ -198,11 +201,8 @@ def projected_gradient(image: torch.Tensor, gradient: torch.Tensor) -> torch.Ten
     outward = ((image <= 0) & (gradient > 0)) | ((image >= 1) & (gradient < 0))
     return gradient.masked_fill(outward, 0)
 
-# The chapter's rule for "until the loss flattens": the last 25 evaluations brought less than 0.1 % of the descent so far.
-FLAT, FLAT_WINDOW = 0.001, 25
-
 def optimise(objective: StyleObjective, start: torch.Tensor, content_weight: float, style_weight: float,
-             optimizer: str = "lbfgs", evaluations: int = 300, lr: float = 1.0, flat: float = 0.0, window: int = 25,
+             optimizer: str = "lbfgs", evaluations: int = 300, lr: float = 1.0, flat: float = 0.0, window: int = FLAT_WINDOW,
              projected: bool = True, callback: Callable[[dict], None] | None = None) -> tuple[torch.Tensor, list[dict]]:
     """Minimise `content_weight * content + style_weight * style` over the pixels, from `start`, with every evaluated image clamped to [0,1].
     The optimiser gets the `projected_gradient` (the plain gradient with `projected=False`). Stops after `evaluations` forward+backward
@@ -255,8 +255,8 @@ class StyleConfig:
     optimizer: str = "lbfgs"
     evaluations: int = 300      # forward + backward passes at most
     lr: float = 1.0
-    flat: float = 0.0           # stop earlier once the best loss fell less than this fraction over the last `window` evaluations
-    window: int = 25
+    flat: float = 0.0           # stop earlier once the last `window` evaluations brought less than this fraction of the descent (`flattened`)
+    window: int = FLAT_WINDOW
     projected: bool = True      # hand the optimiser the projected gradient (`projected_gradient`), not the plain one
     content_layers: tuple[str, ...] = ASSIGNMENT_LAYERS.content
     style_layers: tuple[str, ...] = ASSIGNMENT_LAYERS.style
@@ -275,10 +275,14 @@ class Transfer:
     style_scale: float
     content_weight: float
     style_weight: float
+    @property
+    def best(self) -> dict:
+        "The history row of the returned image: the evaluation with the lowest loss."
+        return min(self.history, key=lambda row: row["loss"])
 
 def transfer(pretrained: Pretrained, content_path: Path, style_path: Path, size: int, layers: Layers, alpha: float = 1.0,
-             beta: float = 1.0, optimizer: str = "lbfgs", evaluations: int = 300, lr: float = 1.0, flat: float = 0.0, window: int = 25, projected: bool = True, device: str | torch.device = "cpu",
-             callback: Callable[[dict], None] | None = None) -> Transfer:
+             beta: float = 1.0, optimizer: str = "lbfgs", evaluations: int = 300, lr: float = 1.0, flat: float = 0.0,
+             window: int = FLAT_WINDOW, projected: bool = True, device: str | torch.device = "cpu", callback: Callable[[dict], None] | None = None) -> Transfer:
     "Paint the content image (longer side `size`) in the style of the other with `optimise`, the losses weighted `alpha` and `beta` in units of their `loss_scales`; `callback` gets every history row with its weighted content and style losses added."
     content = image_tensor(content_path, size).to(device)
     style = fit_to(style_path, *content.shape[-2:]).to(device)
@@ -298,7 +302,7 @@ def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, sty
                         config.evaluations, config.lr, config.flat, config.window, config.projected, callback=lambda row: run.log(**row))
         to_pil(done.image).save(run.folder/"result.png")
         run.log_images(f"{config.content} x {config.style}", content=to_pil(done.content), style=to_pil(done.style), result=to_pil(done.image))
-        best, wc, ws = min(done.history, key=lambda row: row["loss"]), done.content_weight, done.style_weight
+        best, wc, ws = done.best, done.content_weight, done.style_weight
         return {"content": best["content"], "style": best["style"], "loss": best["loss"], "start_loss": done.history[0]["loss"],
                 "weighted_content": wc * best["content"], "weighted_style": ws * best["style"],
                 "content_scale": done.content_scale, "style_scale": done.style_scale, "content_weight": wc, "style_weight": ws,
@@ -336,7 +340,7 @@ def stylize_cli(argv: list[str] | None = None) -> None:
                         flat=FLAT, window=FLAT_WINDOW, device=device, callback=lambda row: bar.update(1))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     to_pil(done.image).save(args.output)
-    best, passes = min(done.history, key=lambda row: row["loss"]), len(done.history)
+    best, passes = done.best, len(done.history)
     print(f"wrote {args.output} ({width}x{height} pixels, {passes} L-BFGS evaluations"
           f"{' (the loss had flattened)' if passes < args.steps else ''}, {done.history[-1]['seconds']:.0f} s on {device_name(device)}; "
           f"weighted content loss {done.content_weight * best['content']:.3g}, style loss {done.style_weight * best['style']:.3g}, "
