@@ -3,9 +3,11 @@
 # %% ../chapters/04_book.ipynb #b4704888
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,7 +21,7 @@ import yaml
 from execnb.nbio import mk_cell
 from fastcore.xtras import working_directory
 
-from .core import current_profile, project_root
+from .core import current_profile, default_device, project_root, results_dir
 from .runs import markdown_table, read_csv
 
 # %% auto #0
@@ -29,8 +31,8 @@ __all__ = ['SHOW_DOC_SOURCE', 'SHOW_DOC_HEADING', 'SHOW_DOC_SIGNATURE', 'HTML_ON
            'quarto_command', 'pdf_engine_available', 'quarto_problems', 'latex_problems', 'overfull_lines',
            'missing_images', 'chapter_pages', 'RenderReport', 'render_book', 'summary_markdown', 'write_summary',
            'book_files', 'ChapterRefs', 'scan_chapter', 'check_book', 'notebooks', 'cell_title', 'execute_notebook',
-           'preview_html', 'nbdev_tool', 'build_book', 'build_book_cli', 'package_in_sync', 'test_notebooks',
-           'test_book']
+           'preview_html', 'nbdev_tool', 'full_profile_confirmed', 'build_book', 'unfinished_runs', 'stop_on_signals',
+           'build_book_cli', 'package_in_sync', 'test_notebooks', 'readme_commands', 'readme_build', 'test_book']
 
 # %% ../chapters/04_book.ipynb #d82d5230
 SHOW_DOC_SOURCE = re.compile(r"\[source\]\([^)]*\)(\{[^}]*\})?\s*")
@@ -338,7 +340,7 @@ def cell_title(cell) -> str:
 
 # %% ../chapters/04_book.ipynb #56325f49
 def execute_notebook(path: Path, heartbeat: float = 30.0) -> float:
-    "Execute `path` in place with a fresh kernel (working directory: its folder), printing progress; returns seconds."
+    "Execute `path` in place with a fresh kernel (working directory: its folder), printing progress; returns seconds. On KeyboardInterrupt the kernel is shut down and `path` is not written."
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     nb = nbformat.read(path, as_version=4)
@@ -360,9 +362,24 @@ def execute_notebook(path: Path, heartbeat: float = 30.0) -> float:
     kernel = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(tempfile.mkdtemp())/"kernel"))
     client = NotebookClient(nb, km=kernel, timeout=None, resources={"metadata": {"path": str(path.parent)}},
                             on_cell_execute=started, on_cell_executed=finished)
+    outcome = {}
+    def execute():
+        try: client.execute()
+        except BaseException as e: outcome["error"] = e
+    # nbclient waits for the kernel in a zmq poll that no signal interrupts, and on the main thread it takes SIGINT and
+    # SIGTERM for an event loop that is blocked in that poll. In a thread of its own it does neither, so Ctrl-C and
+    # SIGTERM reach this thread, which shuts the kernel down.
+    worker = threading.Thread(target=execute, daemon=True, name=f"executing {path.name}")
     start, ticker = time.perf_counter(), threading.Thread(target=beat, daemon=True)
     ticker.start()
-    try: client.execute()
+    try:
+        worker.start()
+        while worker.is_alive(): worker.join(0.5)
+        if "error" in outcome: raise outcome["error"]
+    except KeyboardInterrupt:
+        where = f"[{running['n']}/{len(code_cells)}] {running['title']}" if "since" in running else "between cells"
+        print(f"  interrupted in {path.name}, {where}: its kernel is shut down and the notebook is left as it was", flush=True)
+        raise
     finally:
         stop.set()
         # nbclient shuts down only kernels it started itself.
@@ -408,10 +425,32 @@ def nbdev_tool(name: str) -> str:
     beside = Path(sys.executable).with_name(name)
     return str(beside) if beside.exists() else name
 
+def _duration(seconds: float) -> str:
+    "`seconds` in the largest unit that keeps the number readable: 40 s, 12 min, 5.2 h, 31 days."
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size: return f"{seconds / size:,.0f} {unit}" if unit != "h" else f"{seconds / size:.1f} h"
+    return f"{seconds:.0f} s"
+
+def full_profile_confirmed() -> bool:
+    "True unless the `full` profile is about to run without a GPU and `$CVBOOK_YES` is not set; then it prints Q1's estimated time on this machine (the plan's FLOPs over a measured matrix-multiply rate) and returns False."
+    if current_profile() != "full" or default_device().type == "cuda" or os.environ.get("CVBOOK_YES", "").lower() in ("1", "true", "yes"):
+        return True
+    from cvbook.speed import matmul_gflops
+    from cvbook.train import Q1_BUDGETS, plan_gflops
+    from cvbook.weights import efficientnet_lite0
+    print("The full profile is sized for a GPU, and this machine has none: estimating its time here ...", flush=True)
+    gflops, runs = plan_gflops(Q1_BUDGETS["full"], efficientnet_lite0())
+    rate = matmul_gflops(shapes=((2048, 2048, 2048),))
+    print(f"Q1 alone is {runs} training runs, {gflops / 1e6:,.1f} PFLOP (counted from the plan). At this CPU's best measured "
+          f"matrix-multiply rate, {rate:.0f} GFLOP/s, that is at least {_duration(gflops / rate)}, and training reaches only a "
+          f"fraction of that rate; Q2 and Q3 come on top.\nNothing was run. To run it here anyway: CVBOOK_YES=1 make book PROFILE=full")
+    return False
+
 def build_book(execute: bool = True, only: str = "") -> bool:
     "Execute the chapters (all, or those whose name contains `only`) with the current profile, then render; True when clean."
     root = project_root()
     print(f"Building the book with profile {current_profile()!r}")
+    if execute and not full_profile_confirmed(): return False
     if execute:
         chosen = [p for p in notebooks(root) if only in p.name]
         for i, path in enumerate(chosen, 1):
@@ -431,14 +470,43 @@ def build_book(execute: bool = True, only: str = "") -> bool:
     return not report.problems
 
 # %% ../chapters/04_book.ipynb #0950d802
+def unfinished_runs(since: float) -> list[str]:
+    "A line for each run under `results_dir()` written to since `since` (a `time.time()`) that holds no metrics: the runs an interrupted build leaves, and what the next build does with each."
+    lines = []
+    for folder in sorted(p for p in results_dir().glob("*/*") if p.is_dir()):
+        written = max([folder.stat().st_mtime] + [f.stat().st_mtime for f in folder.iterdir()])
+        if (folder/"metrics.json").exists() or written < since: continue
+        try: name = json.loads((folder/"config.json").read_text()).get("name")
+        except (OSError, ValueError): name = None
+        then = "resumes it from its last checkpoint" if (folder/"checkpoint.pt").exists() else "starts it again (it had no checkpoint yet)"
+        lines.append(f"run {folder.parent.name}/{folder.name}{f' ({name})' if name else ''} did not finish: the next build {then}")
+    return lines
+
+def stop_on_signals() -> None:
+    "Make SIGINT and SIGTERM raise `KeyboardInterrupt`, named after the signal, in the main thread; only the first, so that a second cannot break the shutdown of a kernel."
+    stopping = threading.Event()
+    def interrupt(signum, frame):
+        if stopping.is_set(): return
+        stopping.set()
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    for stop in (signal.SIGINT, signal.SIGTERM): signal.signal(stop, interrupt)
+
 def build_book_cli():
-    "Command-line entry point for `build_book` (`cvbook_build --help`)."
+    "Command-line entry point for `build_book` (`cvbook_build --help`); SIGTERM stops it as Ctrl-C does, kernels included."
     import argparse
-    parser = argparse.ArgumentParser(description="Execute the chapter notebooks and render the book (profile from CVBOOK_PROFILE).")
+    parser = argparse.ArgumentParser(description="Execute the chapter notebooks and render the book (profile from CVBOOK_PROFILE; "
+                                     "CVBOOK_YES=1 runs the full profile on a machine without a GPU).")
     parser.add_argument("--no-execute", action="store_true", help="render the stored outputs without executing")
     parser.add_argument("--only", default="", help="execute only notebooks whose name contains this")
     args = parser.parse_args()
-    sys.exit(0 if build_book(execute=not args.no_execute, only=args.only) else 1)
+    stop_on_signals()
+    started = time.time()
+    try: ok = build_book(execute=not args.no_execute, only=args.only)
+    except KeyboardInterrupt as stop:
+        print(f"cvbook_build: stopped by {stop or 'SIGINT'}; finished runs are kept.", flush=True)
+        for line in unfinished_runs(started): print(f"  {line}", flush=True)
+        sys.exit(128 + (signal.SIGTERM if str(stop) == "SIGTERM" else signal.SIGINT))
+    sys.exit(0 if ok else 1)
 
 # %% ../chapters/04_book.ipynb #b4dfb6b5
 def package_in_sync(root: Path) -> list[str]:
@@ -462,9 +530,54 @@ def test_notebooks(root: Path, workers: int = 2) -> dict[str, tuple[bool, float]
                            n_workers=workers, basepath=str(root), do_print=True, pause=0.5)
     return {f.name: tuple(r) for f, r in zip(files, results)}
 
+# %% ../chapters/04_book.ipynb #15de03ad
+def readme_commands(readme: Path) -> list[str]:
+    "The command lines in the ```bash blocks of `readme`, without comments."
+    blocks = re.findall(r"^```bash\n(.*?)^```", readme.read_text(), re.S | re.M)
+    lines = (line.split(" #")[0].strip() for block in blocks for line in block.splitlines())
+    return [line for line in lines if line and not line.startswith("#")]
+
+def readme_build(root: Path, profile: str = "smoke", timeout: float = 1800) -> list[str] | None:
+    "Problems of README.md's `make book` line that reads `../shared`, run as typed (plus `PROFILE=profile`) in a copy of the checkout placed beside `../shared`: [] when it builds the book, None when there is no `../shared`."
+    shared = root.parent/"shared"
+    if not shared.is_dir(): return None
+    lines = [line for line in readme_commands(root/"README.md") if "make book" in line and "../shared" in line]
+    if len(lines) != 1: return [f"README.md should show one `make book` line that reads ../shared; it shows {len(lines)}"]
+    command = f"{lines[0]} PROFILE={profile}"
+    with tempfile.TemporaryDirectory(prefix="cvbook-readme-") as tmp:
+        copy = Path(tmp)/root.name
+        (Path(tmp)/"shared").symlink_to(shared.resolve())
+        listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                                capture_output=True, check=True).stdout.decode().split("\0")
+        for name in (n for n in listed if n and (root/n).is_file()):
+            (copy/name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root/name, copy/name)
+        stamp = root/".venv"/".installed"
+        if stamp.exists():
+            (copy/".venv").symlink_to(root/".venv")
+            # make re-runs setup when settings.ini or setup.py is newer than the stamp, which in the copy would point the
+            # shared environment's editable install at the copy: the copy's files are dated as installed.
+            for name in ("settings.ini", "setup.py"): os.utime(copy/name, (stamp.stat().st_mtime - 1,) * 2)
+        # As a user's shell would have it: none of the test run's own CVBOOK_ folders, and no outer make.
+        env = {k: v for k, v in os.environ.items() if not (k.startswith("CVBOOK_") and k != "CVBOOK_OFFLINE")
+               and k not in ("PWD", "MAKEFLAGS", "MAKELEVEL", "MFLAGS", "WANDB_DIR")}
+        print(f"README.md's build as typed, in a copy beside ../shared: {command}", flush=True)
+        try: done = subprocess.run(["bash", "-c", command], cwd=copy, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired: return [f"`{command}` did not finish in {timeout:.0f} s"]
+        output = (done.stdout + done.stderr).strip().splitlines()
+        if done.returncode: return [f"`{command}` exited with status {done.returncode}; its last lines:", *output[-40:]]
+        book = copy/"_book"/("index.html" if quarto_command() else "preview/index.html")
+        return [] if book.exists() else [f"`{command}` exited 0 but wrote no {book.relative_to(copy)}", *output[-20:]]
+
 # %% ../chapters/04_book.ipynb #2ec4887a
-def test_book() -> None:
-    "`make test`: package sync, every notebook on the smoke profile, static book checks, a clean render; exits 1 on any failure."
+def test_book(argv: list[str] | None = None) -> None:
+    "`make test` (`cvbook_test --help`): package sync, every notebook on the smoke profile, static book checks, a clean render, README.md's build command as typed; exits 1 on any failure."
+    import argparse
+    parser = argparse.ArgumentParser(prog="cvbook_test", description="Run every test of the book on the smoke profile: the package is in "
+                                     "sync with the notebooks, every notebook's tests, the static book checks, a clean Quarto render, "
+                                     "and README.md's `make book` line as typed, in a copy beside ../shared. Exits 1 on any failure.")
+    parser.add_argument("--no-readme-build", action="store_true", help="skip README.md's build command (it executes every notebook again)")
+    args = parser.parse_args(argv)
     root = project_root()
     scratch = Path(tempfile.mkdtemp(prefix="cvbook-test-"))
     os.environ.update(CVBOOK_PROFILE="smoke", CVBOOK_RESULTS=str(scratch/"results"), WANDB_DIR=str(scratch))
@@ -482,6 +595,9 @@ def test_book() -> None:
         print(report)
         outcomes[f"book: clean Quarto render ({', '.join(report.formats)}, {report.seconds:.0f} s)"] = report.problems
         if "pdf" not in report.formats: skipped.append("book: PDF render (xelatex is not installed)")
+    if args.no_readme_build: skipped.append("README.md's build command (--no-readme-build)")
+    elif (found := readme_build(root)) is None: skipped.append("README.md's build command (no ../shared beside the checkout)")
+    else: outcomes["README.md's build command, as typed, profile smoke"] = found
     for check, found in outcomes.items():
         print(("PASS " if not found else "FAIL ") + check)
         for problem in found: print(f"     {problem}")

@@ -15,25 +15,62 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['PROFILES', 'BOOK_DPI', 'project_root', 'data_root', 'weights_dir', 'cache_dir', 'results_dir', 'current_profile',
-           'by_profile', 'figures_dir', 'seed_everything', 'default_device', 'book_style', 'sha256_file', 'device_name',
-           'environment', 'run_size']
+__all__ = ['FOLDER_VARIABLES', 'PROFILES', 'BOOK_DPI', 'started_in', 'absolute_folder_variables', 'project_root', 'FolderError',
+           'data_root', 'weights_dir', 'cache_dir', 'results_dir', 'current_profile', 'by_profile', 'figures_dir',
+           'seed_everything', 'default_device', 'book_style', 'sha256_file', 'device_name', 'environment', 'run_size']
 
 # %% ../chapters/00_core.ipynb #146ca2e7
+FOLDER_VARIABLES = ("CVBOOK_ROOT", "CVBOOK_DATA", "CVBOOK_WEIGHTS", "CVBOOK_CACHE", "CVBOOK_RESULTS")
+
+def started_in() -> Path:
+    "The folder the user typed the command in: the shell's `$PWD` (a notebook kernel or `make` may run elsewhere), else the working directory."
+    pwd = os.environ.get("PWD", "")
+    return Path(pwd) if os.path.isabs(pwd) and os.path.isdir(pwd) else Path.cwd()
+
+def _folder(variable: str, default: Path | None) -> Path | None:
+    "The folder named by the environment `variable` (relative to `started_in()`), else `default`."
+    value = os.environ.get(variable)
+    return (started_in()/Path(value).expanduser()).resolve() if value else default
+
+def absolute_folder_variables() -> dict[str, str]:
+    "Make every relative `FOLDER_VARIABLES` value in `os.environ` absolute (against `started_in()`), so processes started later, such as notebook kernels in `chapters/`, read the folders the user meant; returns what changed."
+    changed = {}
+    for variable in FOLDER_VARIABLES:
+        value = os.environ.get(variable)
+        if value and not os.path.isabs(os.path.expanduser(value)):
+            changed[variable] = os.environ[variable] = os.path.normpath(started_in()/value)
+    return changed
+
+# On import, so `cvbook_build`, `cvbook_test` and any script fix the folders before they start a kernel or a worker.
+absolute_folder_variables()
+
 def project_root() -> Path:
     "The book's root: `$CVBOOK_ROOT`, else the nearest folder up from the working directory with `settings.ini` and `cvbook/`, else the folder above the installed package."
-    if os.environ.get("CVBOOK_ROOT"): return Path(os.environ["CVBOOK_ROOT"]).expanduser().resolve()
+    if os.environ.get("CVBOOK_ROOT"): return _folder("CVBOOK_ROOT", None)
     here = Path.cwd().resolve()
     for folder in (here, *here.parents):
         if (folder/"settings.ini").is_file() and (folder/"cvbook").is_dir(): return folder
     return Path(__file__).resolve().parent.parent
 
-def _folder(variable: str, default: Path) -> Path:
-    "The folder named by the environment `variable`, else `default`."
-    value = os.environ.get(variable)
-    return Path(value).expanduser().resolve() if value else default
-
 # %% ../chapters/00_core.ipynb #ccdcd90e
+class FolderError(RuntimeError):
+    "A folder the book must write to that cannot be used; the message names the variable that chose it and the path."
+
+def _writable_folder(variable: str, default: Path, what: str) -> Path:
+    "The folder `variable` names (else `default`), created if missing; a `FolderError` when it is not a writable folder."
+    folder = _folder(variable, default)
+    try: folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next(p for p in (folder, *folder.parents) if p.exists() and not p.is_dir())
+        problem = "it is a file, not a folder" if blocker == folder else f"{blocker} is a file, not a folder"
+    except OSError as e: problem = f"it cannot be created ({e.strerror})"
+    else: problem = None if os.access(folder, os.W_OK | os.X_OK) else "it is not writable"
+    if problem:
+        chosen = f"{variable}={os.environ[variable]}" if os.environ.get(variable) else f"the default (set {variable} to choose another)"
+        raise FolderError(f"cannot keep {what} in {folder}: {problem}. It was chosen by {chosen}; "
+                          f"point {variable} at a folder you can write to (it is created if missing).")
+    return folder
+
 def data_root() -> Path:
     "Where input data is read from: `$CVBOOK_DATA`, else `data/` in the book's root."
     return _folder("CVBOOK_DATA", project_root()/"data")
@@ -44,15 +81,11 @@ def weights_dir() -> Path:
 
 def cache_dir() -> Path:
     "A writable folder for derived data (created on demand): `$CVBOOK_CACHE`, else `.cache/`."
-    folder = _folder("CVBOOK_CACHE", project_root()/".cache")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return _writable_folder("CVBOOK_CACHE", project_root()/".cache", "derived data")
 
 def results_dir() -> Path:
     "Where finished runs are kept (created on demand): `$CVBOOK_RESULTS`, else `results/`."
-    folder = _folder("CVBOOK_RESULTS", project_root()/"results")
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+    return _writable_folder("CVBOOK_RESULTS", project_root()/"results", "results")
 
 # %% ../chapters/00_core.ipynb #180347c7
 PROFILES = {

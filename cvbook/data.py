@@ -3,26 +3,31 @@
 # %% ../chapters/01_data.ipynb #8f7c16a1
 from __future__ import annotations
 
+import errno
 import io
 import os
 import re
+import socket
 import tarfile
+import urllib.error
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .core import cache_dir, data_root, project_root, sha256_file
 
 # %% auto #0
 __all__ = ['HOW_TO_PROVIDE', 'PATH_VARIABLES', 'Q1_FILES', 'CIFAR10_CLASSES', 'Q1_RESIZE_POLICIES', 'CIFAR_ARCHIVE',
-           'IMAGE_SUFFIXES', 'Q2_FOLDER', 'Q2_CLASSES', 'Q3_FOLDER', 'DataError', 'shown_path', 'require',
-           'read_checksums', 'verify_checksum', 'ImageSet', 'as_uint8_images', 'as_labels', 'show_values',
-           'class_count', 'load_course_q1', 'to_36', 'offline', 'read_cifar_archive', 'download_cifar', 'build_cifar36',
-           'load_q1', 'to_rgb', 'load_image', 'natural_key', 'image_files', 'q2_images', 'q2_counts', 'q3_images']
+           'DOWNLOAD_TIMEOUT_S', 'IMAGE_SUFFIXES', 'Q2_FOLDER', 'Q2_CLASSES', 'Q3_FOLDER', 'DataError', 'shown_path',
+           'require', 'read_checksums', 'verify_checksum', 'ImageSet', 'as_uint8_images', 'as_labels', 'show_values',
+           'class_count', 'load_course_q1', 'to_36', 'offline', 'download_timeout', 'download_failure', 'decode_image',
+           'read_cifar_archive', 'download_cifar', 'build_cifar36', 'load_q1', 'to_rgb', 'load_image', 'natural_key',
+           'image_files', 'q2_images', 'q2_counts', 'q3_images']
 
 # %% ../chapters/01_data.ipynb #30950485
 class DataError(Exception):
@@ -106,19 +111,26 @@ class ImageSet:
 
 # %% ../chapters/01_data.ipynb #4b52ce60
 def as_uint8_images(x, name: str, size: int = 36) -> torch.Tensor:
-    "`x` checked to be images (N,3,size,size) and returned as uint8; `name` is used in errors."
+    "`x` checked to be images (N,3,size,size), N >= 1, uint8 or finite floats in [0, 1], and returned as uint8; `name` is used in errors."
     if not isinstance(x, torch.Tensor):
         raise DataError(f"{name}: expected a torch.Tensor of images, got {type(x).__name__}")
     if x.ndim != 4 or tuple(x.shape[1:]) != (3, size, size):
         raise DataError(f"{name}: expected images of shape (N,3,{size},{size}), got {tuple(x.shape)}")
+    if not len(x):
+        raise DataError(f"{name}: holds no images (shape {tuple(x.shape)}); the train and test splits each need at least one. "
+                        "Save the split's images into it.")
     if x.dtype == torch.uint8: return x
     if not x.is_floating_point():
         raise DataError(f"{name}: expected dtype uint8 or float, got {x.dtype}")
-    lo, hi = x.min().item(), x.max().item()
-    if lo < 0 or hi > 255:
-        raise DataError(f"{name}: float pixel values must lie in [0,1] or [0,255], found [{lo:.3g}, {hi:.3g}]")
-    scale = 255.0 if hi <= 1.0 else 1.0
-    return (x * scale).round().clamp(0, 255).to(torch.uint8)
+    nan, inf = int(x.isnan().sum()), int(x.isinf().sum())
+    outside = int(((x < 0) | (x > 1)).sum()) - inf   # NaN compares false, infinities count as infinite only
+    if nan or inf or outside:
+        counts = ", ".join(f"{n:,} {kind}" for n, kind in ((nan, "NaN"), (inf, "infinite"), (outside, "outside [0, 1]")) if n)
+        finite = x[x.isfinite()]
+        span = f" (found [{finite.min().item():.3g}, {finite.max().item():.3g}])" if len(finite) else ""
+        raise DataError(f"{name}: float pixel values must be finite and lie in [0, 1]; {counts} of {x.numel():,}{span}. "
+                        "Save images in 0..255 as uint8 or divide them by 255, and replace NaN and infinite values.")
+    return (x * 255).round().to(torch.uint8)
 
 def as_labels(y, name: str, n_images: int, n_classes: int | None = None) -> torch.Tensor:
     "`y` checked to be `n_images` integer labels in [0, n_classes) (any integers when `n_classes` is None), returned as int64."
@@ -182,10 +194,41 @@ def to_36(x: torch.Tensor, policy: str = "resize") -> torch.Tensor:
 
 # %% ../chapters/01_data.ipynb #3d119bc9
 CIFAR_ARCHIVE = "cifar10-jpeg.tar.gz"
+DOWNLOAD_TIMEOUT_S = 20
 
 def offline() -> bool:
     "True when `$CVBOOK_OFFLINE` asks the book not to download anything (the one place `cvbook.data` reads it)."
     return os.environ.get("CVBOOK_OFFLINE", "").lower() in ("1", "true", "yes")
+
+@contextmanager
+def download_timeout(seconds: float = DOWNLOAD_TIMEOUT_S):
+    "Sockets opened inside give up after `seconds` without an answer (Python's default waits forever, so a network that drops packets would hang the book); the previous default is restored on exit."
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try: yield
+    finally: socket.setdefaulttimeout(previous)
+
+def download_failure(e: BaseException) -> str:
+    "Why a download failed, in one line: 'cannot resolve the host name (no internet?)', 'connection refused', 'HTTP 404 Not Found', 'timed out', ..."
+    chain = []
+    while e is not None and e not in chain:   # urllib keeps the socket's error in URLError.reason; others chain it
+        chain.append(e)
+        e = e.reason if isinstance(e, urllib.error.URLError) and isinstance(e.reason, BaseException) else e.__cause__ or e.__context__
+    for x in chain:
+        if isinstance(x, urllib.error.HTTPError): return f"HTTP {x.code} {x.reason}"
+        if isinstance(x, socket.gaierror): return "cannot resolve the host name (no internet?)"
+        if isinstance(x, TimeoutError): return "timed out"
+        if isinstance(x, OSError) and x.strerror:
+            return x.strerror.lower() + (" (no internet?)" if x.errno == errno.ENETUNREACH else "")
+    x = next((x for x in chain if not isinstance(x, urllib.error.URLError)), chain[0])
+    text = str(x.reason if isinstance(x, urllib.error.URLError) else x).strip()
+    return f"{type(x).__name__}: {text.splitlines()[0] if text else 'no message'}"
+
+def decode_image(file) -> Image.Image:
+    "The image in `file` (a path or a binary file), fully decoded and upright: turned as its EXIF Orientation tag says, as image viewers show it."
+    with Image.open(file) as im:
+        im.load()
+        return ImageOps.exif_transpose(im)
 
 def read_cifar_archive(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     "`{'train': (x, y), 'test': (x, y)}` with uint8 images (N,3,32,32) from the CIFAR-10 JPEG archive."
@@ -198,7 +241,7 @@ def read_cifar_archive(path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor
                 split, cls = parts[-3], parts[-2]
                 if cls not in CIFAR10_CLASSES: raise DataError(f"{shown_path(path)}: unknown class folder {cls!r} in {member.name}")
                 data = archive.extractfile(member).read()
-                try: pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+                try: pixels = np.asarray(decode_image(io.BytesIO(data)).convert("RGB"))
                 except (UnidentifiedImageError, OSError) as e:
                     raise DataError(f"{shown_path(path)}: cannot decode {member.name}: {e}") from e
                 images[split].append((member.name, pixels, CIFAR10_CLASSES.index(cls)))
@@ -238,10 +281,14 @@ def build_cifar36(policy: str = "resize", root: Path | None = None) -> Path:
         if offline() and not (tv/"cifar-10-batches-py").is_dir():
             raise DataError(f"no Q1 data: {looked}; none exists, and downloading CIFAR-10 was skipped because "
                             f"CVBOOK_OFFLINE is set. {HOW_TO_PROVIDE}")
-        try: splits = download_cifar(tv, download=not offline())
+        try:
+            with download_timeout(): splits = download_cifar(tv, download=not offline())
         except Exception as e:
-            raise DataError(f"no Q1 data: {looked}, and "
-                            f"{'reading' if offline() else 'downloading'} CIFAR-10 failed ({e}). {HOW_TO_PROVIDE}") from e
+            if offline(): raise DataError(f"no Q1 data: {looked}, and reading CIFAR-10 failed ({e}). {HOW_TO_PROVIDE}") from e
+            from torchvision.datasets import CIFAR10
+            # from None: the reason is in the message; urllib's traceback above it would only bury it
+            raise DataError(f"no Q1 data: {looked}, and downloading CIFAR-10 from {CIFAR10.url} failed: {download_failure(e)}. "
+                            f"{HOW_TO_PROVIDE} Or set CVBOOK_OFFLINE=1 to skip the download.") from None
     folder.mkdir(parents=True, exist_ok=True)
     for split, (x, y) in splits.items():
         torch.save(to_36(x, policy), folder/f"{split}_data.pt")
@@ -271,16 +318,14 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 def load_image(path: Path) -> Image.Image:
-    """The RGB image at `path`, fully decoded; a corrupt or truncated file raises a `DataError` naming it.
+    """The RGB image at `path`, fully decoded and upright; a corrupt or truncated file raises a `DataError` naming it.
 
-    Every mode becomes RGB deliberately (`to_rgb`): transparent pixels (RGBA, LA, palette images with
-    transparency) are composited on white, grey (L) is repeated in the three channels, CMYK uses PIL's
-    conversion (no colour profile)."""
+    `decode_image` applies the EXIF Orientation tag first, so a photo a camera stored sideways comes out
+    the way an image viewer shows it. Then every mode becomes RGB deliberately (`to_rgb`): transparent
+    pixels (RGBA, LA, palette images with transparency) are composited on white, grey (L) is repeated in
+    the three channels, CMYK uses PIL's conversion (no colour profile)."""
     path = Path(require(path, "image"))
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return to_rgb(im)
+    try: return to_rgb(decode_image(path))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"cannot read image {shown_path(path)}: {e}. The file is corrupt or truncated; replace it.") from e
 

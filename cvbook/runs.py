@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import errno
 import hashlib
+import io
 import json
 import os
 import sys
@@ -15,6 +17,7 @@ from typing import Callable, Iterable
 
 import matplotlib.pyplot as plt
 import torch
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm as _tqdm_auto
 from tqdm.std import tqdm as _tqdm_text
 
@@ -23,7 +26,7 @@ from .data import shown_path
 
 # %% auto #0
 __all__ = ['progress', 'as_dict', 'run_key', 'ResultsError', 'read_result_file', 'Run', 'RunResult', 'load_result', 'start_wandb',
-           'cached_run', 'plot_histories', 'markdown_table', 'write_csv', 'read_csv']
+           'DiskFull', 'cached_run', 'plot_histories', 'markdown_table', 'write_csv', 'read_csv']
 
 # %% ../chapters/03_runs.ipynb #34cd7c49
 def _interactive() -> bool:
@@ -56,8 +59,10 @@ def _jsonable(value):
 def _write_json(path: Path, data) -> None:
     "Write `data` to `path` atomically: a temporary file in the same folder, then a rename."
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=_jsonable))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1, default=_jsonable))
+        os.replace(tmp, path)
+    finally: tmp.unlink(missing_ok=True)
 
 class ResultsError(RuntimeError):
     "A stored results file that cannot be read; the message names it and says how to recompute the run."
@@ -104,9 +109,15 @@ class Run:
 
     def save_checkpoint(self, state: dict) -> None:
         "Save `state` (tensors, numbers, lists, dicts) atomically, with the history length to resume from."
+        # Serialised in memory first: torch.save straight to a full disk fails with a bare C++ iostream error,
+        # while Python's own write raises OSError(ENOSPC), which cached_run turns into a message naming the folder.
+        buffer = io.BytesIO()
+        torch.save({"state": state, "history_rows": len(self.history)}, buffer)
         tmp = self.folder/"checkpoint.pt.tmp"
-        torch.save({"state": state, "history_rows": len(self.history)}, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        try:
+            tmp.write_bytes(buffer.getbuffer())
+            os.replace(tmp, self.checkpoint_path)
+        finally: tmp.unlink(missing_ok=True)
 
     def _cut_history(self, rows: int) -> None:
         "Keep the first `rows` lines of the history (those logged before the checkpoint), or none."
@@ -166,24 +177,50 @@ def start_wandb(experiment: str, name: str, config: dict, key: str):
                       settings=wandb.Settings(console="off", silent=True))
 
 # %% ../chapters/03_runs.ipynb #61fa43d0
-def _finished(folder: Path) -> bool:
-    "Whether `folder` holds a finished run: readable, non-empty metrics. `{}` is an unfinished run (a message says so)."
+def _finished(folder: Path, say: bool = True) -> bool:
+    "Whether `folder` holds a finished run: readable, non-empty metrics. `{}` is an unfinished run (a message says so, if `say`)."
     path = folder/"metrics.json"
     if not path.exists(): return False
     metrics = read_result_file(path)
     if not isinstance(metrics, dict): raise _damaged(path, "does not hold a dict of metrics")
     if metrics: return True
-    print(f"{shown_path(path)} holds no metrics, so the run did not finish: recomputing it", file=sys.stderr)
+    if say: print(f"{shown_path(path)} holds no metrics, so the run did not finish: recomputing it", file=sys.stderr)
     return False
+
+class DiskFull(ResultsError):
+    "The disk holding a run's folder filled up while the run wrote to it; nothing was recorded as finished."
+
+def _locked(lock: FileLock, what: str):
+    "`lock` acquired, as a context manager that releases it: at once when free, else after saying on stderr that this process waits for `what`."
+    try: return lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for {what}: another process is running it (lock {shown_path(lock.lock_file)})", file=sys.stderr, flush=True)
+        return lock.acquire()
 
 def cached_run(experiment: str, config, body: Callable[[Run], dict], inputs: dict[str, str] | None = None,
                name: str | None = None) -> RunResult:
-    "Run `body(run)` once for this `config` and `inputs` (name -> sha256), returning its stored result ever after."
+    "Run `body(run)` once for this `config` and `inputs` (name -> sha256), returning its stored result ever after; one process at a time runs a key."
     cfg = as_dict(config)
     key = run_key(experiment, cfg, inputs)
     folder = results_dir()/experiment/key
-    if _finished(folder): return load_result(folder, cached=True)
+    if _finished(folder, say=False): return load_result(folder, cached=True)
     env = environment()  # everything that can fail is done before the body runs, so no work is lost to it
+    what = f"run {experiment}/{key}" + (f" ({name})" if name else "")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # The lock file sits beside the run's folder, so deleting a run's folder never removes a lock that is held.
+    # It is an OS lock (flock): the kernel releases it when its process dies, so a killed run never blocks the next.
+    with _locked(FileLock(folder.parent/f"{key}.lock"), what):
+        if _finished(folder): return load_result(folder, cached=True)  # another process finished it while this one waited
+        try: return _execute(experiment, cfg, body, inputs, name, key, folder, env)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT): raise
+            raise DiskFull(f"the disk holding {shown_path(folder)} is full ({e.strerror}): nothing was recorded as finished for {what}. "
+                           f"Free some space (or point CVBOOK_RESULTS at another disk) and run again: the run resumes "
+                           f"from its last checkpoint.") from None
+
+def _execute(experiment: str, cfg: dict, body: Callable[[Run], dict], inputs: dict[str, str] | None, name: str | None, key: str,
+             folder: Path, env: dict) -> RunResult:
+    "Run `body` in `folder` (held by this process), writing `env.json` and then `metrics.json` once it returns."
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(folder/"config.json", {"experiment": experiment, "name": name, "config": cfg, "inputs": inputs or {}})
     run = Run(folder, cfg)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import math
+import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +31,7 @@ from .weights import Pretrained, vgg19_features
 __all__ = ['VGG19_LAYERS', 'ASSIGNMENT_LAYERS', 'PAPER_LAYERS', 'FLAT', 'FLAT_WINDOW', 'vgg19_layer_names', 'nth_conv', 'Layers',
            'VGGFeatures', 'scaled_size', 'image_tensor', 'fit_to', 'to_pil', 'min_side', 'check_inputs', 'content_loss',
            'gram_matrix', 'style_loss', 'StyleObjective', 'flattened', 'projected_gradient', 'optimise', 'loss_scales',
-           'StyleConfig', 'Transfer', 'transfer', 'stylize', 'stylize_cli']
+           'StyleConfig', 'Transfer', 'transfer', 'stylize', 'check_output', 'write_image', 'stylize_cli']
 
 # %% ../chapters/30_style.ipynb #468fdf9b
 def vgg19_layer_names(blocks: tuple[int, ...] = (2, 2, 4, 4, 4)) -> list[str]:
@@ -312,36 +316,102 @@ def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, sty
     check_inputs(content_path, style_path, config.size, layers)
     inputs = {"content": sha256_file(content_path), "style": sha256_file(style_path), "weights": pretrained.sha256 or pretrained.name}
     result = cached_run("q3_style", config, body, inputs, name=f"{config.content}-x-{config.style}-{config.optimizer}")
-    return result, Image.open(result.folder/"result.png").convert("RGB")
+    return result, load_image(result.folder/"result.png")
 
 # %% ../chapters/30_style.ipynb #91083743
+def check_output(output: Path, inputs: Iterable[Path]) -> Path:
+    "`output` once an image can be written there without replacing any of `inputs` (also through links or other spellings of their paths): its extension names a format PIL saves RGB images in, and its folder exists or can be made and is writable; raises `ValueError` saying what to change."
+    output = Path(output)
+    fmt = Image.registered_extensions().get(output.suffix.lower())
+    if fmt not in Image.SAVE:
+        raise ValueError(f"{shown_path(output)}: PIL cannot write {repr(output.suffix) + ' files' if output.suffix else 'a file without an extension'}; "
+                         "end the name in .png or .jpg")
+    try: Image.new("RGB", (1, 1)).save(io.BytesIO(), format=fmt)
+    except (OSError, ValueError) as problem:
+        raise ValueError(f"{shown_path(output)}: PIL cannot write an RGB image as {fmt} ({problem}); end the name in .png or .jpg") from None
+    for path in map(Path, inputs):
+        if output.resolve() == path.resolve() or (output.exists() and path.exists() and os.path.samefile(output, path)):
+            raise ValueError(f"{shown_path(output)}: writing the result there would overwrite the input {shown_path(path)}; "
+                             "choose another output file")
+    if output.is_dir(): raise ValueError(f"{shown_path(output)} is a folder: name the file to write, e.g. {shown_path(output/'result.png')}")
+    existing = next(folder for folder in output.parents if folder.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{shown_path(output)}: {shown_path(existing)} is a file, not a folder; choose another output path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{shown_path(output)}: cannot write in {shown_path(existing)}; choose an output folder you can write to")
+    return output
+
+def write_image(image: Image.Image, path: Path) -> Path:
+    "Save `image` to `path` in the format its extension names, through a temporary file in the same folder renamed into place: `path` is never half-written, whatever stops the save."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.stem}-", suffix=path.suffix, delete=False)
+    try:
+        with file: image.save(file, format=Image.registered_extensions()[path.suffix.lower()])
+        umask = os.umask(0); os.umask(umask)    # the temporary file is private (0600); the result gets a new file's usual permissions
+        os.chmod(file.name, 0o666 & ~umask)
+        os.replace(file.name, path)
+    except BaseException:
+        Path(file.name).unlink(missing_ok=True)
+        raise
+    return path
+
+def _at_least_one(text: str) -> int:
+    "argparse type of `--size` and `--steps`: a whole number of at least 1."
+    try: value = int(text)
+    except ValueError: value = 0
+    if value < 1: raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+def _positive(text: str) -> float:
+    "argparse type of `--style-weight`: a finite number above 0."
+    try: value = float(text)
+    except ValueError: value = math.nan
+    if not (math.isfinite(value) and value > 0): raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+    return value
+
+def _device(text: str) -> torch.device:
+    "argparse type of `--device`: 'auto' (`default_device`) or a torch device that works here."
+    if text == "auto": return default_device()
+    try: torch.empty(0, device=text)
+    except (RuntimeError, AssertionError) as problem:    # a CPU-only torch asserts on 'cuda'
+        raise argparse.ArgumentTypeError(f"torch cannot use {text!r} here ({str(problem).split('. ')[0]}); use 'auto' (a GPU when "
+                                         "there is one) or 'cpu'") from None
+    return torch.device(text)
+
 def stylize_cli(argv: list[str] | None = None) -> None:
     "`cvbook-stylize PHOTO STYLE -o OUT.png [--size 512] [--steps N] [--style-weight W] [--layers assignment|paper] [--device auto|cpu|cuda]`: the chapter's style transfer, on your own photograph."
     parser = argparse.ArgumentParser(prog="cvbook-stylize", description="Paint PHOTO in the style of STYLE (Gatys et al.) with the "
                                      "book's code: VGG19 features, the calibrated content and style losses, L-BFGS on the pixels.")
     parser.add_argument("photo", type=Path, help="the photograph (any format PIL reads)")
     parser.add_argument("style", type=Path, help="the painting whose style to take")
-    parser.add_argument("-o", "--output", type=Path, required=True, help="where to write the result, a PNG file")
-    parser.add_argument("--size", type=int, default=512, help="longer side of the result in pixels (default 512)")
-    parser.add_argument("--steps", type=int, default=300, help="forward and backward passes of the network at most (default 300); "
-                        f"it stops earlier once the loss has flattened (the last {FLAT_WINDOW} brought less than {FLAT:.1%} of its descent)")
-    parser.add_argument("--style-weight", type=float, default=10.0,
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="where to write the result, in the format its extension names (.png, .jpg, ...); never one of the inputs")
+    parser.add_argument("--size", type=_at_least_one, default=512, help="longer side of the result in pixels (default 512)")
+    # argparse %-formats help strings, hence %%
+    parser.add_argument("--steps", type=_at_least_one, default=300, help="forward and backward passes of the network at most (default 300); "
+                        f"it stops earlier once the loss has flattened (the last {FLAT_WINDOW} brought less than {FLAT * 100:.1f}%% of its descent)")
+    parser.add_argument("--style-weight", type=_positive, default=10.0,
                         help="beta/alpha, the weight of the style loss over the content loss, both calibrated to 1 (default 10)")
     parser.add_argument("--layers", choices=("assignment", "paper"), default="assignment", help="which VGG19 layers the losses read")
-    parser.add_argument("--device", default="auto", help="'auto' (a GPU when there is one), 'cpu' or 'cuda'")
+    parser.add_argument("--device", type=_device, default="auto", help="'auto' (a GPU when there is one), 'cpu' or 'cuda'")
     args = parser.parse_args(argv)
     layers = PAPER_LAYERS if args.layers == "paper" else ASSIGNMENT_LAYERS
-    if args.steps < 1: parser.error("--steps must be at least 1")
-    try: height, width = check_inputs(args.photo, args.style, args.size, layers)
+    try:
+        height, width = check_inputs(args.photo, args.style, args.size, layers)
+        output = check_output(args.output, (args.photo, args.style))
     except (ValueError, DataError) as problem: parser.error(str(problem))
-    device = default_device() if args.device == "auto" else torch.device(args.device)
-    with progress(total=args.steps, desc=f"{args.photo.name} x {args.style.name} on {device_name(device)}") as bar:
-        done = transfer(vgg19_features(), args.photo, args.style, args.size, layers, beta=args.style_weight, evaluations=args.steps,
-                        flat=FLAT, window=FLAT_WINDOW, device=device, callback=lambda row: bar.update(1))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    to_pil(done.image).save(args.output)
+    bar = progress(total=args.steps, desc=f"{args.photo.name} x {args.style.name} on {device_name(args.device)}")
+    try:
+        with bar:
+            done = transfer(vgg19_features(), args.photo, args.style, args.size, layers, beta=args.style_weight, evaluations=args.steps,
+                            flat=FLAT, window=FLAT_WINDOW, device=args.device, callback=lambda row: bar.update(1))
+        write_image(to_pil(done.image), output)
+    except KeyboardInterrupt:
+        print(f"cvbook-stylize: interrupted after {bar.n} evaluations; nothing was written", file=sys.stderr)
+        sys.exit(130)    # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
     best, passes = done.best, len(done.history)
     print(f"wrote {args.output} ({width}x{height} pixels, {passes} L-BFGS evaluations"
-          f"{' (the loss had flattened)' if passes < args.steps else ''}, {done.history[-1]['seconds']:.0f} s on {device_name(device)}; "
+          f"{' (the loss had flattened)' if passes < args.steps else ''}, {done.history[-1]['seconds']:.0f} s on {device_name(args.device)}; "
           f"weighted content loss {done.content_weight * best['content']:.3g}, style loss {done.style_weight * best['style']:.3g}, "
           f"from 0 and {args.style_weight:g})")

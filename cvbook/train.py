@@ -18,7 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .core import default_device, seed_everything
 from .data import ImageSet
-from .runs import Run, RunResult, cached_run, progress
+from .runs import Run, RunResult, cached_run, progress, run_key
 from .weights import IMAGENET_MEAN, IMAGENET_STD, Pretrained, resnet18_imagenet
 
 # %% auto #0
@@ -27,7 +27,7 @@ __all__ = ['Q1_BUDGETS', 'STEM_INITS', 'MODELS', 'STEMS', 'PRETRAINED_RESNET_STE
            'init_stem', 'modify_stem', 'efficientnet_classifier', 'stem_name', 'build_resnet18', 'build_model',
            'gflops_per_image', 'training_gflops_per_image', 'activation_mb_per_image', 'parameter_count',
            'classification_metrics', 'train_run', 'resnet_run', 'q1_run', 'q1_base', 'q1_lr_sweep', 'q1_plan',
-           'spatial_sizes', 'layer_statistics']
+           'plan_gflops', 'spatial_sizes', 'layer_statistics']
 
 # %% ../chapters/10_resnet.ipynb #e9227cf4
 Q1_BUDGETS = {  # images, epochs and seeds of each profile; '224' keys are the runs at 224x224 and their 36x36 twins
@@ -411,6 +411,20 @@ def q1_plan(budget: dict, lr: float, device: str = "cpu") -> dict[str, list[Trai
             plan[f"{tag}-scratch-36"] = seeds(replace(base, **(pre | dict(pretrained=False, stem_init="random"))), n)
         plan |= {f"{tag}-36-{s}": seeds(replace(base, **(pre | STEMS[s])), n if model != "resnet18" else n_stem) for s in stems}
     return plan
+
+# %% ../chapters/10_resnet.ipynb #eeda30b2
+def plan_gflops(budget: dict, effnet: Pretrained, lr: float = 0.1) -> tuple[float, int]:
+    "Billions of floating-point operations in every Q1 run of `budget` (the learning-rate sweep and `q1_plan`: training passes, validations, the test), and the number of runs; each distinct architecture and input size is counted once, with `training_gflops_per_image` and `gflops_per_image`."
+    runs = {run_key("plan", cfg): cfg for cfg in [*q1_lr_sweep(budget).values(), *(c for cfgs in q1_plan(budget, lr).values() for c in cfgs)]}
+    per_image, total = {}, 0.0
+    for cfg in runs.values():
+        shape = (cfg.model, cfg.size, cfg.stem_kernel, cfg.stem_stride, cfg.maxpool)
+        if shape not in per_image:  # weights do not change the count, so every model is built from scratch
+            model = build_model(replace(cfg, pretrained=False, stem_init="random"), effnet)
+            per_image[shape] = training_gflops_per_image(model, cfg.size), gflops_per_image(model, cfg.size)
+        train, forward = per_image[shape]
+        total += train * cfg.train_images * cfg.epochs + forward * (cfg.val_images * cfg.evals_per_epoch * cfg.epochs + cfg.test_images)
+    return total, len(runs)
 
 # %% ../chapters/10_resnet.ipynb #e7a5b1c4
 def spatial_sizes(model: nn.Module, size: int) -> list[tuple[str, tuple[int, ...]]]:

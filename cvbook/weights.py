@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 
 from .core import sha256_file, weights_dir
-from .data import offline, shown_path
+from .data import download_failure, download_timeout, offline, shown_path
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN', 'IMAGENET_STD', 'CAFFE_BGR_MEAN', 'OXFORD_VGG19', 'OXFORD_VGG19_SHA256', 'WeightsUnavailable',
@@ -88,9 +88,9 @@ def torchvision_state_dict(weights: torchvision.models.WeightsEnum) -> tuple[dic
         tried.append("download skipped: CVBOOK_OFFLINE is set")
     else:
         try:
-            with redirect_stdout(io.StringIO()):   # torch.hub always prints a notice with the url and the full path
+            with download_timeout(), redirect_stdout(io.StringIO()):   # torch.hub always prints a notice with the url and the full path
                 return weights.get_state_dict(progress=False, check_hash=True), cached
-        except Exception as e: tried.append(f"download {weights.url}: {type(e).__name__}: {e}")
+        except Exception as e: tried.append(f"download {weights.url}: {download_failure(e)}")
     raise WeightsUnavailable(f"torchvision {weights}", tried,
                              f"run once on a machine with internet (torchvision caches the file), or copy "
                              f"{Path(weights.url).name} into {shown_path(cached.parent)}")
