@@ -276,7 +276,7 @@ def build_cifar36(policy: str = "resize", root: Path | None = None) -> Path:
     if archive.exists(): splits = read_cifar_archive(archive)
     else:
         tv = cache_dir()/"torchvision"
-        looked = (f"looked for the course's files ({', '.join(Q1_FILES)}) in {shown_path(root)}, the CIFAR-10 archive "
+        looked = (f"looked for the course's files ({', '.join(Q1_FILES)}) in {shown_path(root)} ({root}), the CIFAR-10 archive "
                   f"{shown_path(archive)}, and the cache ({shown_path(folder)}, {shown_path(tv/'cifar-10-batches-py')})")
         if offline() and not (tv/"cifar-10-batches-py").is_dir():
             raise DataError(f"no Q1 data: {looked}; none exists, and downloading CIFAR-10 was skipped because "
