@@ -3,7 +3,6 @@
 # %% ../chapters/04_book.ipynb #b4704888
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from execnb.nbio import mk_cell
 from fastcore.xtras import working_directory
 
 from .core import current_profile, default_device, project_root, results_dir
-from .runs import markdown_table, read_csv
+from .runs import ResultsError, markdown_table, read_csv, read_result_file
 
 # %% auto #0
 __all__ = ['SHOW_DOC_SOURCE', 'SHOW_DOC_HEADING', 'SHOW_DOC_SIGNATURE', 'HTML_ONLY_CODE', 'ANSI_ESCAPE', 'QUARTO_PROBLEM',
@@ -476,8 +475,8 @@ def unfinished_runs(since: float) -> list[str]:
     for folder in sorted(p for p in results_dir().glob("*/*") if p.is_dir()):
         written = max([folder.stat().st_mtime] + [f.stat().st_mtime for f in folder.iterdir()])
         if (folder/"metrics.json").exists() or written < since: continue
-        try: name = json.loads((folder/"config.json").read_text()).get("name")
-        except (OSError, ValueError): name = None
+        try: name = read_result_file(folder/"config.json").get("name")
+        except ResultsError: name = None
         then = "resumes it from its last checkpoint" if (folder/"checkpoint.pt").exists() else "starts it again (it had no checkpoint yet)"
         lines.append(f"run {folder.parent.name}/{folder.name}{f' ({name})' if name else ''} did not finish: the next build {then}")
     return lines
