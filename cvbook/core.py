@@ -7,6 +7,7 @@ import hashlib
 import os
 import platform
 import random
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -15,9 +16,10 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['FOLDER_VARIABLES', 'PROFILES', 'BOOK_DPI', 'started_in', 'absolute_folder_variables', 'project_root', 'FolderError',
-           'data_root', 'weights_dir', 'cache_dir', 'results_dir', 'current_profile', 'by_profile', 'figures_dir',
-           'seed_everything', 'default_device', 'book_style', 'sha256_file', 'device_name', 'environment', 'run_size']
+__all__ = ['FOLDER_VARIABLES', 'PROFILES', 'PRECISIONS', 'BOOK_DPI', 'started_in', 'absolute_folder_variables', 'project_root',
+           'FolderError', 'data_root', 'weights_dir', 'cache_dir', 'results_dir', 'current_profile', 'by_profile',
+           'figures_dir', 'seed_everything', 'default_device', 'cpu_flags', 'bf16_matrix_units', 'fast_precision',
+           'precision_candidates', 'autocast', 'book_style', 'sha256_file', 'device_name', 'environment', 'run_size']
 
 # %% ../chapters/00_core.ipynb #146ca2e7
 FOLDER_VARIABLES = ("CVBOOK_ROOT", "CVBOOK_DATA", "CVBOOK_WEIGHTS", "CVBOOK_CACHE", "CVBOOK_RESULTS")
@@ -125,6 +127,39 @@ def default_device() -> torch.device:
     "`cuda` when a GPU is present, else `cpu`; `$CVBOOK_DEVICE` overrides."
     if os.environ.get("CVBOOK_DEVICE"): return torch.device(os.environ["CVBOOK_DEVICE"])
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+# %% ../chapters/00_core.ipynb #0ef66c64
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # name: the autocast dtype (None: no autocast)
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str]:
+    "The CPU's feature flags, read from `cpuinfo` (default /proc/cpuinfo; empty where there is none)."
+    if cpuinfo is None: cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    found = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M)
+    return set(found.group(1).split()) if found else set()
+
+def bf16_matrix_units(cpuinfo: str | None = None) -> bool:
+    "Whether the CPU multiplies bfloat16 matrices in hardware: Intel AMX (`amx_bf16`) or AVX-512 BF16 (`avx512_bf16`)."
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags(cpuinfo))
+
+def fast_precision(device=None) -> str:
+    "The precision `device` computes fastest in: 'bf16' on a CPU with bf16 matrix units or a GPU that supports it, 'fp16' on an older GPU, else 'fp32'; `$CVBOOK_PRECISION` overrides."
+    if (chosen := os.environ.get("CVBOOK_PRECISION")):
+        if chosen not in PRECISIONS: raise ValueError(f"CVBOOK_PRECISION={chosen!r} is not a precision; choose one of: {', '.join(PRECISIONS)}")
+        return chosen
+    device = torch.device(device or default_device())
+    if device.type == "cuda": return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device.type == "cpu" and bf16_matrix_units() else "fp32"
+
+def precision_candidates(device=None) -> list[str]:
+    "The precisions worth measuring on `device`: 'fp32' and `fast_precision` (once if they are the same); only `$CVBOOK_PRECISION` when it is set."
+    if os.environ.get("CVBOOK_PRECISION"): return [fast_precision(device)]
+    return list(dict.fromkeys(("fp32", fast_precision(device))))
+
+def autocast(precision: str, device) -> torch.autocast:
+    "The context that runs matrix products and convolutions on `device` in `precision` ('fp32': a context that changes nothing)."
+    if precision not in PRECISIONS: raise ValueError(f"precision must be one of {tuple(PRECISIONS)}, got {precision!r}")
+    dtype = PRECISIONS[precision]
+    return torch.autocast(torch.device(device).type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 # %% ../chapters/00_core.ipynb #28384802
 BOOK_DPI = 150

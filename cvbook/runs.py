@@ -25,8 +25,9 @@ from .core import environment, project_root, results_dir
 from .data import shown_path
 
 # %% auto #0
-__all__ = ['progress', 'as_dict', 'run_key', 'ResultsError', 'read_result_file', 'Run', 'RunResult', 'load_result', 'start_wandb',
-           'DiskFull', 'cached_run', 'plot_histories', 'markdown_table', 'write_csv', 'read_csv']
+__all__ = ['LINE_STYLES', 'MARKERS', 'progress', 'as_dict', 'run_key', 'ResultsError', 'read_result_file', 'Run', 'RunResult',
+           'load_result', 'start_wandb', 'DiskFull', 'cached_run', 'plot_histories', 'markdown_table', 'write_csv',
+           'read_csv']
 
 # %% ../chapters/03_runs.ipynb #34cd7c49
 def _interactive() -> bool:
@@ -241,9 +242,11 @@ def _execute(experiment: str, cfg: dict, body: Callable[[Run], dict], inputs: di
     return load_result(folder, cached=False)
 
 # %% ../chapters/03_runs.ipynb #3df76eef
+LINE_STYLES, MARKERS = ("-", "--", ":", "-."), ("o", "s", "^", "D", "v", "P")
+
 def plot_histories(results: dict[str, RunResult | list[RunResult]], metrics: Iterable[str] = ("train_loss", "val_loss"),
                    x: str = "epoch", title: str | None = None, ncols: int | None = None):
-    "One panel per metric, one colour per label (`{label: result or [results of several seeds]}`, each seed a line); returns the matplotlib figure."
+    "One panel per metric, one colour, line style and marker per label (`{label: result or [results of several seeds]}`, each seed a line), so that no label's lines hide another's; returns the matplotlib figure."
     metrics = list(metrics)
     ncols = ncols or len(metrics)
     nrows = -(-len(metrics) // ncols)
@@ -252,7 +255,8 @@ def plot_histories(results: dict[str, RunResult | list[RunResult]], metrics: Ite
         for colour, (label, runs) in enumerate(results.items()):
             for seed, result in enumerate(runs if isinstance(runs, list) else [runs]):
                 xs, ys = result.series(metric, x)
-                if xs: ax.plot(xs, ys, marker="o" if len(xs) < 15 else None, ms=3, color=f"C{colour}",
+                if xs: ax.plot(xs, ys, marker=MARKERS[colour % len(MARKERS)] if len(xs) < 15 else None, ms=3.5, color=f"C{colour}",
+                               ls=LINE_STYLES[colour % len(LINE_STYLES)], mfc="none" if colour % 2 else None,
                                alpha=1.0 if seed == 0 else 0.45, lw=1.3 if seed == 0 else 0.9, label=None if seed else label)
         ax.set_xlabel(x); ax.set_title(metric.replace("_", " ")); ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]: ax.axis("off")

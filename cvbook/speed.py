@@ -15,11 +15,12 @@ import torch
 from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .core import cpu_flags, fast_precision
 from .weights import Pretrained
 
 # %% auto #0
-__all__ = ['keep_freed_memory', 'matmul_gflops', 'theoretical_gflops', 'report_fractions', 'fold_batchnorm', 'for_gradients',
-           'with_style_loss', 'with_content_loss']
+__all__ = ['keep_freed_memory', 'matmul_gflops', 'theoretical_gflops', 'matmul_limit', 'report_fractions', 'fold_batchnorm',
+           'for_gradients', 'with_style_loss', 'with_content_loss']
 
 # %% ../chapters/05_speed.ipynb #b8cd0e3e
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3   # glibc's mallopt parameters (malloc.h)
@@ -32,14 +33,14 @@ def keep_freed_memory() -> bool:
 
 # %% ../chapters/05_speed.ipynb #5b8a74c5
 def matmul_gflops(shapes: tuple[tuple[int, int, int], ...] = ((2048, 2048, 2048), (4096, 4096, 4096), (8192, 512, 8192), (1024, 8192, 1024)),
-                  threads: tuple[int, ...] | None = None, repeats: int = 3) -> float:
-    "The best float32 matrix-multiply rate on the CPU in GFLOP/s over `shapes` (m, k, n) and thread counts `threads` (default 1 up to torch's current number), three timings of `repeats` products each; torch's thread count is restored."
+                  threads: tuple[int, ...] | None = None, repeats: int = 3, dtype: torch.dtype = torch.float32) -> float:
+    "The best matrix-multiply rate on the CPU in GFLOP/s for `dtype` over `shapes` (m, k, n) and thread counts `threads` (default 1 up to torch's current number), three timings of `repeats` products each; torch's thread count is restored."
     current, best = torch.get_num_threads(), 0.0
     try:
         for count in threads or range(1, current + 1):
             torch.set_num_threads(count)
             for m, k, n in shapes:
-                a, b = torch.randn(m, k), torch.randn(k, n)
+                a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
                 a @ b
                 for _ in range(3):
                     start = time.perf_counter()
@@ -51,22 +52,31 @@ def matmul_gflops(shapes: tuple[tuple[int, int, int], ...] = ((2048, 2048, 2048)
 def theoretical_gflops(cpuinfo: str | None = None, cores: int | None = None, fma_units: int = 2) -> tuple[float, str]:
     "The processor's float32 peak in GFLOP/s, `cores` (default: torch's threads) x `fma_units` x vector lanes (16 with AVX-512, 8 with AVX2, else 4) x 2 x the clock, read from `cpuinfo` (default /proc/cpuinfo); and the formula filled in, to print next to it."
     if cpuinfo is None: cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags, clock = re.search(r"^flags\s*:(.*)$", cpuinfo, re.M), re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)
+    flags, clock = cpu_flags(cpuinfo), re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)
     if not (flags and clock): return float("nan"), "unknown (no flags or clock in /proc/cpuinfo)"
-    flags, ghz, cores = set(flags.group(1).split()), float(clock.group(1)) / 1000, cores or torch.get_num_threads()
+    ghz, cores = float(clock.group(1)) / 1000, cores or torch.get_num_threads()
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     peak = cores * fma_units * lanes * 2 * ghz
     return peak, f"{peak:.0f} GFLOP/s = {cores} cores x {fma_units} FMA units x {lanes} float32 lanes x 2 x {ghz:.2f} GHz (the clock the system reports)"
 
+def matmul_limit(shapes: tuple[tuple[int, int, int], ...] = ((2048, 2048, 2048), (4096, 4096, 4096), (8192, 512, 8192), (1024, 8192, 1024))) -> tuple[float, str]:
+    "(the best matrix-multiply rate in GFLOP/s, its precision): the larger of the float32 rate and, where `cvbook.core.fast_precision` says the CPU computes faster in bfloat16, the bfloat16 rate, over `shapes`."
+    rates = {"float32": matmul_gflops(shapes)}
+    if fast_precision("cpu") == "bf16": rates["bfloat16"] = matmul_gflops(shapes, dtype=torch.bfloat16)
+    which = max(rates, key=rates.get)
+    return rates[which], which
+
 # %% ../chapters/05_speed.ipynb #253e5d61
-def report_fractions(achieved: dict[str, float], measured: float, theory: float) -> bool:
-    "Print each of `achieved` ({label: GFLOP/s}) as a fraction of the larger limit, the `measured` matmul rate or the `theory` peak (a turbo clock can put the first above the second); False, with a message on stderr, if any fraction exceeds 100 %, which means a limit was measured wrong."
-    limit, which = (theory, "the theoretical peak") if theory > measured else (measured, "the measured matmul rate")
-    print(f"achieved rate as a fraction of the limit: the larger of the best matmul rate ({measured:.0f} GFLOP/s) and the theoretical "
-          f"peak at the reported clock ({theory:.0f} GFLOP/s)")
-    if measured > theory:
+def report_fractions(achieved: dict[str, float], measured: float, theory: float, matmul: str = "float32") -> bool:
+    "Print each of `achieved` ({label: GFLOP/s}) as a fraction of the larger limit, the `measured` matmul rate (in precision `matmul`) or the float32 `theory` peak (a turbo clock or bfloat16 units can put the first above the second); False, with a message on stderr, if any fraction exceeds 100 %, which means a limit was measured wrong."
+    limit, which = (theory, "the theoretical peak") if theory > measured else (measured, f"the measured {matmul} matmul rate")
+    print(f"achieved rate as a fraction of the limit: the larger of the best {matmul} matmul rate ({measured:.0f} GFLOP/s) and the "
+          f"theoretical float32 peak at the reported clock ({theory:.0f} GFLOP/s)")
+    if measured > theory and matmul == "float32":
         print(f"   the matmul rate is {measured / theory:.2f}x the theoretical peak at the reported clock, so the cores run at least "
               f"{measured / theory:.2f}x faster than reported (turbo): the limit is the measured matmul rate")
+    elif measured > theory:
+        print(f"   the {matmul} matmul rate is {measured / theory:.2f}x the float32 peak: the CPU's {matmul} units are the limit")
     for label, rate in achieved.items(): print(f"   {label:40s} {rate:5.0f} GFLOP/s = {rate / limit:4.0%} of {which}")
     wrong = [label for label, rate in achieved.items() if rate > limit]
     if wrong: print(f"a fraction above 100 % for {', '.join(wrong)}: a limit was measured wrong", file=sys.stderr)

@@ -16,30 +16,42 @@ from sklearn.metrics import confusion_matrix, f1_score
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .core import default_device, seed_everything
+from .core import PRECISIONS, autocast, default_device, device_name, precision_candidates, seed_everything
 from .data import ImageSet
 from .runs import Run, RunResult, cached_run, progress, run_key
 from .weights import IMAGENET_MEAN, IMAGENET_STD, Pretrained, resnet18_imagenet
 
 # %% auto #0
-__all__ = ['Q1_BUDGETS', 'STEM_INITS', 'MODELS', 'STEMS', 'PRETRAINED_RESNET_STEMS', 'STAND_IN_STEMS', 'Splits', 'make_splits',
-           'random_crop_flip', 'to_model_input', 'warmup_cosine', 'TrainConfig', 'evaluate', 'fit', 'resample_kernel',
+__all__ = ['Q1_BUDGETS', 'Q1_RECIPES', 'OPTIMIZERS', 'STEM_INITS', 'MODELS', 'STEMS', 'PRETRAINED_RESNET_STEMS', 'STAND_IN_STEMS',
+           'Splits', 'make_splits', 'random_crop_flip', 'to_model_input', 'warmup_cosine', 'make_optimizer',
+           'TrainConfig', 'evaluate', 'fit', 'training_rate', 'setting_rates', 'fastest_setting', 'resample_kernel',
            'init_stem', 'modify_stem', 'efficientnet_classifier', 'stem_name', 'build_resnet18', 'build_model',
            'gflops_per_image', 'training_gflops_per_image', 'activation_mb_per_image', 'parameter_count',
-           'classification_metrics', 'train_run', 'resnet_run', 'q1_run', 'q1_base', 'q1_lr_sweep', 'q1_plan',
-           'plan_gflops', 'spatial_sizes', 'layer_statistics']
+           'classification_metrics', 'train_run', 'resnet_run', 'q1_run', 'q1_base', 'q1_sweep', 'best_recipe',
+           'q1_plan', 'plan_gflops', 'spatial_sizes', 'layer_statistics']
 
 # %% ../chapters/10_resnet.ipynb #e9227cf4
-Q1_BUDGETS = {  # images, epochs and seeds of each profile; '224' keys are the runs at 224x224 and their 36x36 twins
-    "smoke": dict(train=32, val=16, test=32, epochs=1, batch=16, evals=2, lrs=(0.05,), seeds=2, stem_seeds=1,
-                  scratch_stems=("3x3s1-mp", "7x7s2-nomp", "3x3s2-nomp"),
-                  train224=16, val224=16, test224=32, epochs224=1, evals224=1, seeds224=1, compile=False),
-    "cpu": dict(train=2000, val=500, test=2000, epochs=3, batch=32, evals=3, lrs=(0.005, 0.01), seeds=3, stem_seeds=1,
-                scratch_stems=("3x3s1-mp", "7x7s2-nomp", "3x3s2-nomp"),
-                train224=640, val224=200, test224=1000, epochs224=3, evals224=2, seeds224=1, compile=False),
-    "full": dict(train=45000, val=5000, test=10000, epochs=30, batch=128, evals=4, lrs=(0.05, 0.1, 0.2), seeds=3, stem_seeds=3,
-                 scratch_stems=("3x3s1-mp", "7x7s2-nomp", "3x3s2-nomp", "3x3s1-nomp"),
-                 train224=45000, val224=5000, test224=10000, epochs224=30, evals224=4, seeds224=3, compile=True),
+Q1_BUDGETS = {  # images, epochs and seeds of each profile; 'standin' keys size the stand-in's 36x36 runs, '224' keys the runs at 224x224 and their 36x36 twins
+    "smoke": dict(train=64, val=32, test=32, epochs=1, batch=16, evals=2, seeds=2, sweep_epochs=1, recipes=("sgd-0.1", "adamw-2e-3"),
+                  stem_seeds=1, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s1-nomp"), standin_train=64, standin_epochs=1,
+                  train224=16, val224=16, test224=32, epochs224=1, batch224=8, evals224=1, seeds224=1, compile=False),
+    "cpu": dict(train=10000, val=1000, test=5000, epochs=3, batch=128, evals=2, seeds=3, sweep_epochs=3,
+                recipes=("sgd-0.05", "sgd-0.1", "sgd-0.1-no-smoothing", "adam-1e-3", "adamw-2e-3"),
+                stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s1-nomp"), standin_train=1500, standin_epochs=3,
+                train224=512, val224=250, test224=1000, epochs224=3, batch224=32, evals224=1, seeds224=3, compile=False),
+    "full": dict(train=45000, val=5000, test=10000, epochs=30, batch=128, evals=4, seeds=3, sweep_epochs=30,
+                 recipes=("sgd-0.05", "sgd-0.1", "sgd-0.2", "sgd-0.1-no-smoothing", "adamw-2e-3"),
+                 stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), standin_train=45000, standin_epochs=30,
+                 train224=45000, val224=5000, test224=10000, epochs224=30, batch224=128, evals224=4, seeds224=3, compile=True),
+}
+
+Q1_RECIPES = {  # the optimiser settings the sweep compares (each with the warm-up-cosine schedule); weight decay 5e-4 unless said
+    "sgd-0.05": dict(optimizer="sgd", lr=0.05, label_smoothing=0.1),
+    "sgd-0.1": dict(optimizer="sgd", lr=0.1, label_smoothing=0.1),
+    "sgd-0.2": dict(optimizer="sgd", lr=0.2, label_smoothing=0.1),
+    "sgd-0.1-no-smoothing": dict(optimizer="sgd", lr=0.1, label_smoothing=0.0),
+    "adam-1e-3": dict(optimizer="adam", lr=1e-3, weight_decay=0.0, label_smoothing=0.1),
+    "adamw-2e-3": dict(optimizer="adamw", lr=2e-3, weight_decay=0.05, label_smoothing=0.1),
 }
 
 # %% ../chapters/10_resnet.ipynb #9ee89fc1
@@ -98,6 +110,17 @@ def warmup_cosine(total_steps: int, warmup: float = 0.15) -> Callable[[int], flo
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total_steps - warm))))
     return factor
 
+# %% ../chapters/10_resnet.ipynb #34a6e60e
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
+    "`cfg.optimizer` over `model`'s parameters at `cfg.lr`: SGD with Nesterov momentum `cfg.momentum`, Adam, or AdamW; weight decay `cfg.weight_decay` (L2 for SGD and Adam, decoupled for AdamW) on weight matrices and kernels only, never on biases and batch-norm parameters. Its state is float32, whatever precision the model computes in."
+    if cfg.optimizer not in OPTIMIZERS: raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
+    groups = [{"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd": return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    return (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW)(groups, lr=cfg.lr)
+
 # %% ../chapters/10_resnet.ipynb #1090f0ca
 @dataclass
 class TrainConfig:
@@ -114,15 +137,17 @@ class TrainConfig:
     test_images: int = 10000
     epochs: int = 30
     batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
+    optimizer: str = "sgd"    # 'sgd' (Nesterov momentum), 'adam' or 'adamw'; see OPTIMIZERS
+    lr: float = 0.1           # the peak learning rate of the warm-up-cosine schedule
+    momentum: float = 0.9     # SGD only
     weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
     warmup: float = 0.15
     augment: bool = True
     pad: int = 4
     evals_per_epoch: int = 1  # rows logged (training and validation loss and accuracy) per epoch
-    channels_last: bool = True
-    amp: bool = True          # bfloat16 autocast, on CUDA only
+    precision: str = "fp32"   # 'fp32', 'bf16' or 'fp16' autocast (cvbook.core.autocast), or 'auto': the fastest measured
+    channels_last: bool | None = True  # memory layout; None: the faster one, measured (see fastest_setting)
     compile: bool = False
     seed: int = 0
     device: str = "cpu"
@@ -133,7 +158,9 @@ class TrainConfig:
 
 # %% ../chapters/10_resnet.ipynb #965e38f9
 def _autocast(cfg: TrainConfig, device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+    if cfg.precision not in PRECISIONS or cfg.channels_last is None:
+        raise ValueError(f"precision {cfg.precision!r} and layout {cfg.channels_last!r} are to be measured: pass the config through fastest_setting first")
+    return autocast(cfg.precision, device)
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda": torch.cuda.synchronize(device)
@@ -157,14 +184,13 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfi
 # %% ../chapters/10_resnet.ipynb #d5cfead7
 def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGENET_MEAN, std=IMAGENET_STD,
         desc: str = "train") -> nn.Module:
-    "Train `model` on `splits` as `cfg` says, logging `cfg.evals_per_epoch` rows per epoch to `run` (training loss and accuracy over the steps since the last row, validation loss and accuracy, learning rate, images/s) and checkpointing every epoch; resumes from `run`'s checkpoint. Returns the trained model."
+    "Train `model` on `splits` as `cfg` says (optimiser `make_optimizer`, warm-up-cosine schedule, cross-entropy with `cfg.label_smoothing` computed in float32, `cfg.precision` autocast), logging `cfg.evals_per_epoch` rows per epoch to `run` (training loss and accuracy over the steps since the last row, validation loss and accuracy, learning rate, images/s) and checkpointing every epoch; resumes from `run`'s checkpoint. Returns the trained model."
     device = torch.device(cfg.device)
+    _autocast(cfg, device)  # fails early on a config whose precision is still to be measured
     model = model.to(device)
     if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    other = [p for p in model.parameters() if p.ndim <= 1]
-    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": other, "weight_decay": 0.0}],
-                          lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    opt = make_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")  # float16 gradients underflow without it
     x, y = splits.train_x.to(device), splits.train_y.to(device)
     batches = len(x) // cfg.batch_size  # the incomplete last batch is dropped (a fresh shuffle every epoch)
     if batches == 0: raise ValueError(f"{len(x)} training images are fewer than one batch of {cfg.batch_size}")
@@ -194,10 +220,10 @@ def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGE
             xb = to_model_input(xb, cfg.size, mean, std, cfg.channels_last)
             with _autocast(cfg, device):
                 out = net(xb)
-                loss = F.cross_entropy(out.float(), yb)
+                loss = F.cross_entropy(out.float(), yb, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step(); sched.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt); scaler.update(); sched.step()
             loss_sum += loss.detach() * len(yb)
             correct += (out.argmax(1) == yb).sum()
             seen += len(yb)
@@ -217,6 +243,48 @@ def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGE
                              "scheduler": sched.state_dict(), "epoch": epoch + 1})
     bar.close()
     return model
+
+# %% ../chapters/10_resnet.ipynb #d6400eed
+def training_rate(cfg: TrainConfig, build: Callable[[], nn.Module], seconds: float = 1.0) -> float:
+    "Images per second of training steps (SGD, cross-entropy) of the model `build()` makes, on random `cfg.size` x `cfg.size` images in batches of `cfg.batch_size`, at `cfg.precision` and `cfg.channels_last`: one untimed step, then steps until `seconds` have passed (at least two)."
+    device = torch.device(cfg.device)
+    model = build().to(device).train()
+    if cfg.channels_last: model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    x = torch.randn(cfg.batch_size, 3, cfg.size, cfg.size, device=device)
+    x = x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
+    with torch.no_grad(): classes = model(x[:2]).shape[1]
+    y = torch.randint(0, classes, (cfg.batch_size,), device=device)
+    def step():
+        with _autocast(cfg, device): loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+    step(); _sync(device)
+    steps, start = 0, time.perf_counter()
+    while steps < 2 or time.perf_counter() - start < seconds:
+        step(); _sync(device); steps += 1
+    return steps * cfg.batch_size / (time.perf_counter() - start)
+
+def setting_rates(cfg: TrainConfig, build: Callable[[], nn.Module], seconds: float = 1.0) -> list[dict]:
+    "`training_rate` of `cfg`'s architecture, input size and batch size on its device in every precision of `cvbook.core.precision_candidates` (and `cfg.precision` if it names one) and both memory layouts, as `[{precision, channels_last, images_per_s}]`; measured once per architecture, input size, batch size and device, and cached as a run under 'train-settings'."
+    precisions = list(dict.fromkeys([*precision_candidates(cfg.device), *([cfg.precision] if cfg.precision != "auto" else [])]))
+    candidates = [(p, layout) for p in precisions for layout in (False, True)]
+    shape = dict(model=cfg.model, size=cfg.size, stem=[cfg.stem_kernel, cfg.stem_stride, cfg.maxpool], batch_size=cfg.batch_size,
+                 device=device_name(cfg.device), candidates=candidates, seconds=seconds)
+    def body(run: Run) -> dict:
+        rates = [dict(precision=p, channels_last=layout,
+                      images_per_s=training_rate(replace(cfg, precision=p, channels_last=layout), build, seconds)) for p, layout in candidates]
+        for r in rates: run.log(**r)
+        return {"rates": rates}
+    name = f"{cfg.model} {cfg.size}px stem {cfg.stem_kernel}x{cfg.stem_kernel}/{cfg.stem_stride}{'+maxpool' * cfg.maxpool} batch {cfg.batch_size}"
+    return cached_run("train-settings", shape, body, name=name).metrics["rates"]
+
+def fastest_setting(cfg: TrainConfig, build: Callable[[], nn.Module], seconds: float = 1.0) -> TrainConfig:
+    "`cfg` with a `precision` of 'auto' and a `channels_last` of None replaced by the fastest of `setting_rates` that keeps whatever `cfg` fixes; a config that fixes both is returned as it is, unmeasured."
+    if cfg.precision != "auto" and cfg.channels_last is not None: return cfg
+    fits = [r for r in setting_rates(cfg, build, seconds)
+            if cfg.precision in ("auto", r["precision"]) and cfg.channels_last in (None, r["channels_last"])]
+    best = max(fits, key=lambda r: r["images_per_s"])
+    return replace(cfg, precision=best["precision"], channels_last=best["channels_last"])
 
 # %% ../chapters/10_resnet.ipynb #92d46329
 STEM_INITS = ("keep", "random", "resample")
@@ -334,7 +402,8 @@ def classification_metrics(y_true: torch.Tensor, y_pred: torch.Tensor, classes: 
 
 def train_run(name: str, cfg: TrainConfig, data: ImageSet, build: Callable[[], nn.Module], inputs: dict[str, str] | None = None,
               mean=IMAGENET_MEAN, std=IMAGENET_STD, experiment: str = "q1-resnet18") -> RunResult:
-    "Train the model `build()` makes as `cfg` says on `data` (cached under `experiment`, keyed by `cfg`, the data's fingerprint and `inputs`); metrics as `classification_metrics` plus test loss, cost and timing."
+    "Train the model `build()` makes as `cfg` says on `data` (cached under `experiment`, keyed by `cfg` with its precision and layout measured by `fastest_setting`, the data's fingerprint and `inputs`); metrics as `classification_metrics` plus test loss, cost and timing."
+    cfg = fastest_setting(cfg, build)
     def body(run: Run) -> dict:
         seed_everything(cfg.seed)
         model = build()
@@ -383,39 +452,47 @@ STEMS = {  # stem changes: ResNet18's conv1 + maxpool, EfficientNet-Lite0's _con
 PRETRAINED_RESNET_STEMS = ("7x7s1-mp", "7x7s1-nomp", "3x3s1-nomp-resampled", "3x3s1-nomp-random")
 STAND_IN_STEMS = ("fresh-stem", "3x3s1", "3x3s1-fresh")
 
-def q1_base(budget: dict, device: str = "cpu") -> TrainConfig:
-    "The scratch ResNet18 on 36x36 images at `budget`'s sizes (its learning rate is the sweep's to choose)."
-    return TrainConfig(train_images=budget["train"], val_images=budget["val"], test_images=budget["test"], epochs=budget["epochs"],
-                       batch_size=budget["batch"], evals_per_epoch=budget["evals"], device=device,
+def q1_base(budget: dict, recipe: str, device: str = "cpu") -> TrainConfig:
+    "The scratch ResNet18 on 36x36 images at `budget`'s sizes, trained with the optimiser settings `Q1_RECIPES[recipe]`; its precision and memory layout are left to `fastest_setting`."
+    sizes = dict(train_images=budget["train"], val_images=budget["val"], test_images=budget["test"], epochs=budget["epochs"],
+                 batch_size=budget["batch"], evals_per_epoch=budget["evals"])
+    return TrainConfig(**(sizes | Q1_RECIPES[recipe]), device=device, precision="auto", channels_last=None,
                        compile=budget["compile"] and device == "cuda")
 
-def q1_lr_sweep(budget: dict, device: str = "cpu") -> dict[str, TrainConfig]:
-    "The learning-rate candidates: the scratch baseline (seed 0) once per rate in `budget['lrs']`."
-    return {f"scratch-36-lr{lr:g}": replace(q1_base(budget, device), lr=lr) for lr in budget["lrs"]}
+def q1_sweep(budget: dict, device: str = "cpu") -> dict[str, TrainConfig]:
+    "The recipe candidates: the scratch baseline (seed 0) trained for `budget['sweep_epochs']` epochs with each recipe in `budget['recipes']`."
+    return {f"sweep-{name}": replace(q1_base(budget, name, device), epochs=budget["sweep_epochs"]) for name in budget["recipes"]}
 
-def q1_plan(budget: dict, lr: float, device: str = "cpu") -> dict[str, list[TrainConfig]]:
-    "Every Q1 run after the sweep, `{group: [config of each seed]}`: ResNet18 from scratch (baseline, stems, 224x224 and its twin), pretrained ResNet18 (same experiments), and the EfficientNet-Lite0 stand-in for the pretrained ones."
+def best_recipe(sweep: dict[str, RunResult]) -> str:
+    "The recipe whose sweep run (`{'sweep-<recipe>': its result}`) ends with the highest validation accuracy."
+    return max(sweep, key=lambda name: sweep[name].history[-1]["val_acc"]).removeprefix("sweep-")
+
+def q1_plan(budget: dict, recipe: str, device: str = "cpu") -> dict[str, list[TrainConfig]]:
+    "Every Q1 run after the sweep, `{group: [config of each seed]}`: ResNet18 from scratch (baseline, its float32 twin, stems, 224x224 and its 36x36 twin), pretrained ResNet18 (same experiments), and the EfficientNet-Lite0 stand-in for the pretrained ones (on `budget`'s stand-in sizes)."
     seeds = lambda cfg, n: [replace(cfg, seed=s) for s in range(n)]
-    base = replace(q1_base(budget, device), lr=lr)
+    base = q1_base(budget, recipe, device)
+    # a smaller batch keeps the 224x224 runs' few images at enough steps; SGD's learning rate scales with the batch
+    lr224 = base.lr * budget["batch224"] / base.batch_size if base.optimizer == "sgd" else base.lr
     at224 = replace(base, size=224, train_images=budget["train224"], val_images=budget["val224"], test_images=budget["test224"],
-                    epochs=budget["epochs224"], evals_per_epoch=budget["evals224"])
+                    epochs=budget["epochs224"], evals_per_epoch=budget["evals224"], batch_size=budget["batch224"], lr=lr224)
     n, n224, n_stem = budget["seeds"], budget["seeds224"], budget["stem_seeds"]
-    plan = {"scratch-36": seeds(base, n)}
+    plan = {"scratch-36": seeds(base, n), "scratch-36-fp32": [replace(base, precision="fp32")]}
     plan |= {f"scratch-36-{s}": seeds(replace(base, **STEMS[s]), n_stem) for s in budget["scratch_stems"]}
     plan |= {"scratch-224": seeds(at224, n224), "scratch-36-twin": seeds(replace(at224, size=36), n)}
     for model, tag, stems in (("resnet18", "pretrained", PRETRAINED_RESNET_STEMS), ("efficientnet-lite0", "stand-in", STAND_IN_STEMS)):
         pre = dict(model=model, pretrained=True) | ({} if model == "resnet18" else dict(stem_kernel=3, stem_stride=2, maxpool=False))
-        plan |= {f"{tag}-36": seeds(replace(base, **pre), n), f"{tag}-224": seeds(replace(at224, **pre), n224),
+        at36 = base if model == "resnet18" else replace(base, train_images=budget["standin_train"], epochs=budget["standin_epochs"])
+        plan |= {f"{tag}-36": seeds(replace(at36, **pre), n), f"{tag}-224": seeds(replace(at224, **pre), n224),
                  f"{tag}-36-twin": seeds(replace(at224, size=36, **pre), n)}
         if model != "resnet18":  # ResNet18 from scratch is the scratch baseline; the stand-in needs its own
-            plan[f"{tag}-scratch-36"] = seeds(replace(base, **(pre | dict(pretrained=False, stem_init="random"))), n)
-        plan |= {f"{tag}-36-{s}": seeds(replace(base, **(pre | STEMS[s])), n if model != "resnet18" else n_stem) for s in stems}
+            plan[f"{tag}-scratch-36"] = seeds(replace(at36, **(pre | dict(pretrained=False, stem_init="random"))), n)
+        plan |= {f"{tag}-36-{s}": seeds(replace(at36, **(pre | STEMS[s])), n if model != "resnet18" else n_stem) for s in stems}
     return plan
 
 # %% ../chapters/10_resnet.ipynb #eeda30b2
-def plan_gflops(budget: dict, effnet: Pretrained, lr: float = 0.1) -> tuple[float, int]:
-    "Billions of floating-point operations in every Q1 run of `budget` (the learning-rate sweep and `q1_plan`: training passes, validations, the test), and the number of runs; each distinct architecture and input size is counted once, with `training_gflops_per_image` and `gflops_per_image`."
-    runs = {run_key("plan", cfg): cfg for cfg in [*q1_lr_sweep(budget).values(), *(c for cfgs in q1_plan(budget, lr).values() for c in cfgs)]}
+def plan_gflops(budget: dict, effnet: Pretrained, recipe: str = "sgd-0.1") -> tuple[float, int]:
+    "Billions of floating-point operations in every Q1 run of `budget` (the recipe sweep and `q1_plan`: training passes, validations, the test), and the number of runs; each distinct architecture and input size is counted once, with `training_gflops_per_image` and `gflops_per_image`."
+    runs = {run_key("plan", cfg): cfg for cfg in [*q1_sweep(budget).values(), *(c for cfgs in q1_plan(budget, recipe).values() for c in cfgs)]}
     per_image, total = {}, 0.0
     for cfg in runs.values():
         shape = (cfg.model, cfg.size, cfg.stem_kernel, cfg.stem_stride, cfg.maxpool)
