@@ -35,8 +35,9 @@ Q1_BUDGETS = {  # images, epochs and seeds of each profile; 'standin' keys size 
     "smoke": dict(train=64, val=32, test=32, epochs=1, batch=16, evals=2, seeds=2, sweep_epochs=1, recipes=("sgd-0.1", "adamw-2e-3"),
                   stem_seeds=1, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s1-nomp"), standin_train=64, standin_epochs=1,
                   train224=16, val224=16, test224=32, epochs224=1, batch224=8, evals224=1, seeds224=1, compile=False),
-    "cpu": dict(train=10000, val=1000, test=5000, epochs=3, batch=128, evals=2, seeds=3, sweep_epochs=3,
-                recipes=("sgd-0.05", "sgd-0.1", "sgd-0.1-no-smoothing", "adam-1e-3", "adamw-2e-3"),
+    # cpu: 8,000 images is the smallest measured budget at which the scratch baseline clears 50 % (46 % at 4,000, 49 % at 6,000)
+    "cpu": dict(train=8000, val=1000, test=5000, epochs=3, batch=128, evals=2, seeds=3, sweep_epochs=3,
+                recipes=("sgd-0.05", "adam-1e-3", "adamw-2e-3"),
                 stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s1-nomp"), standin_train=1500, standin_epochs=3,
                 train224=512, val224=250, test224=1000, epochs224=3, batch224=32, evals224=1, seeds224=3, compile=False),
     "full": dict(train=45000, val=5000, test=10000, epochs=30, batch=128, evals=4, seeds=3, sweep_epochs=30,
