@@ -92,7 +92,7 @@ def results_dir() -> Path:
 # %% ../chapters/00_core.ipynb #180347c7
 PROFILES = {
     "smoke": "seconds-long runs on tiny data and models, used by the tests",
-    "cpu":   "the whole book on a 2-core CPU in under 45 minutes",
+    "cpu":   "the whole book on a 2-core CPU in under an hour",
     "full":  "the assignment at full scale, for a GPU",
 }
 

@@ -26,8 +26,8 @@ from .data import shown_path
 
 # %% auto #0
 __all__ = ['LINE_STYLES', 'MARKERS', 'progress', 'as_dict', 'run_key', 'ResultsError', 'read_result_file', 'Run', 'RunResult',
-           'load_result', 'start_wandb', 'DiskFull', 'cached_run', 'plot_histories', 'markdown_table', 'write_csv',
-           'read_csv']
+           'load_result', 'start_wandb', 'DiskFull', 'cached_run', 'plot_histories', 'column_widths', 'markdown_table',
+           'write_csv', 'read_csv']
 
 # %% ../chapters/03_runs.ipynb #34cd7c49
 def _interactive() -> bool:
@@ -250,7 +250,7 @@ def plot_histories(results: dict[str, RunResult | list[RunResult]], metrics: Ite
     metrics = list(metrics)
     ncols = ncols or len(metrics)
     nrows = -(-len(metrics) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.5 * nrows), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
         for colour, (label, runs) in enumerate(results.items()):
             for seed, result in enumerate(runs if isinstance(runs, list) else [runs]):
@@ -271,12 +271,23 @@ def _cell(value, digits: int) -> str:
     if isinstance(value, int) and not isinstance(value, bool): return f"{value:,}"
     return "" if value is None else str(value)
 
-def markdown_table(rows: list[dict], columns: list[str] | None = None, digits: int = 3):
-    "`rows` as a Markdown table that Quarto renders (and numbers, given a `tbl-` label and caption)."
+def column_widths(columns: list[str], cells: list[list[str]], widest: int = 40, line: int = 72) -> list[int]:
+    "Characters for each column of a Markdown table of `cells` under the headers `columns`: its longest cell (at most `widest`) plus 2 for the gap between columns; if that exceeds a `line` of text, the columns that can wrap give up width in proportion to what they can spare, never below their longest word or half their width."
+    need = [2 + min(widest, max([3, *(len(w) for w in c.split()), *(len(row[j]) for row in cells)])) for j, c in enumerate(columns)]
+    # a column that wraps keeps its longest word and half its width, so no cell wraps onto more than about two lines
+    floor = [min(n, max(n // 2, 2 + max([3, *(len(w) for text in [c, *(row[j] for row in cells)] for w in text.split())])))
+             for j, (c, n) in enumerate(zip(columns, need))]
+    spare, excess = sum(need) - line, sum(need) - sum(floor)
+    if spare <= 0 or excess == 0: return need
+    return [f + round((n - f) * max(0.0, 1 - spare / excess)) for n, f in zip(need, floor)]
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None, digits: int = 3, widest: int = 40):
+    "`rows` as a Markdown table that Quarto renders (and numbers, given a `tbl-` label and caption); the dashes under the headers are `column_widths`, which pandoc turns into the columns' shares of a table too wide for one line, so numbers never wrap and long text does."
     from IPython.display import Markdown
     columns = columns or list(dict.fromkeys(k for r in rows for k in r))
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(r.get(c), digits).replace("|", "\\|") for c in columns) + " |" for r in rows]
+    cells = [[_cell(r.get(c), digits).replace("|", "\\|") for c in columns] for r in rows]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "".join("-" * w + "|" for w in column_widths(columns, cells, widest))]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
     return Markdown("\n".join(lines))
 
 def write_csv(rows: list[dict], path: Path) -> Path:
