@@ -272,14 +272,15 @@ def _cell(value, digits: int) -> str:
     return "" if value is None else str(value)
 
 def column_widths(columns: list[str], cells: list[list[str]], widest: int = 40, line: int = 72) -> list[int]:
-    "Characters for each column of a Markdown table of `cells` under the headers `columns`: its longest cell (at most `widest`) plus 2 for the gap between columns; if that exceeds a `line` of text, the columns that can wrap give up width in proportion to what they can spare, never below their longest word or half their width."
+    "Characters for each column of a Markdown table of `cells` under the headers `columns`: its longest cell (at most `widest`) plus 2 for the gap between columns; if that exceeds a `line` of text, the columns that can wrap give up width in proportion to what they can spare, first down to half their width, then down to their longest word, never below."
     need = [2 + min(widest, max([3, *(len(w) for w in c.split()), *(len(row[j]) for row in cells)])) for j, c in enumerate(columns)]
-    # a column that wraps keeps its longest word and half its width, so no cell wraps onto more than about two lines
-    floor = [min(n, max(n // 2, 2 + max([3, *(len(w) for text in [c, *(row[j] for row in cells)] for w in text.split())])))
-             for j, (c, n) in enumerate(zip(columns, need))]
-    spare, excess = sum(need) - line, sum(need) - sum(floor)
-    if spare <= 0 or excess == 0: return need
-    return [f + round((n - f) * max(0.0, 1 - spare / excess)) for n, f in zip(need, floor)]
+    word = [min(n, 2 + max([3, *(len(w) for text in [c, *(row[j] for row in cells)] for w in text.split())])) for j, (c, n) in enumerate(zip(columns, need))]
+    half = [max(w, n // 2) for w, n in zip(word, need)]  # a cell that wraps onto about two lines at most
+    for upper, lower in ((need, half), (half, word)):
+        spare, excess = sum(upper) - line, sum(upper) - sum(lower)
+        if spare <= 0: return upper
+        if spare < excess: return [lo + round((up - lo) * (1 - spare / excess)) for up, lo in zip(upper, lower)]
+    return word
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None, digits: int = 3, widest: int = 40):
     "`rows` as a Markdown table that Quarto renders (and numbers, given a `tbl-` label and caption); the dashes under the headers are `column_widths`, which pandoc turns into the columns' shares of a table too wide for one line, so numbers never wrap and long text does."
