@@ -17,8 +17,18 @@
 3. Achieved GFLOP/s of each as a fraction of the larger of the best float32 matmul rate (over a sweep of shapes and
    thread counts, at the start and the end) and the processor's theoretical peak; the script exits with status 1 if
    any fraction exceeds 100 % (`cvbook.speed.report_fractions`).
+4. Precision: the float32 loss reached at equal wall time on the main pair at `--precision-size` (512, the chapter's
+   headline size), by L-BFGS as the chapter runs it (`optimise`), with the network in
+   - float32;
+   - bf16 (autocast), the Gram matrices and losses in float32 (`StyleObjective(precision="bf16")`);
+   - bf16 until the loss flattens (the chapter's rule), then float32 from that image for the rest of the time.
+   Each run's best image so far is re-evaluated with the network in float32 at every twelfth of the time (outside
+   the timed optimisation); the curves go to `figures/q3_precision.csv`, which the Q3 chapter shows. The last line
+   is `SUMMARY bf16_vs_fp32=R ...`: float32's loss over bf16's at the full time (above 1: bf16 reached the lower
+   loss), and the seconds per evaluation of both.
 
     CVBOOK_WEIGHTS=... CVBOOK_DATA=... CVBOOK_OFFLINE=1 python benchmarks/q3_style.py [--size 384] [--layers assignment|paper] [--seconds 60]
+        [--parts tutorial,timing,precision] [--precision-size 512] [--precision-seconds 60]
 
 Other processes sharing the CPU make every number lower and noisier; the script prints the load.
 """
@@ -39,8 +49,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from cvbook.core import device_name
 from cvbook.speed import matmul_gflops, report_fractions, theoretical_gflops
 from cvbook.data import q3_images
-from cvbook.style import (ASSIGNMENT_LAYERS, PAPER_LAYERS, VGG19_LAYERS, StyleObjective, VGGFeatures, fit_to,
-                          image_tensor, loss_scales, optimise)
+from cvbook.core import fast_precision, figures_dir
+from cvbook.runs import write_csv
+from cvbook.style import (ASSIGNMENT_LAYERS, FLAT, FLAT_WINDOW, PAPER_LAYERS, VGG19_LAYERS, StyleObjective, VGGFeatures,
+                          fit_to, image_tensor, loss_scales, optimise)
 from cvbook.weights import vgg19_features
 
 
@@ -126,6 +138,43 @@ def best_by(rows, t):
     return min((loss for s, loss in rows if s <= t), default=float("nan"))
 
 
+# ---- precision: float32 loss at equal wall time ----------------------------------------------------------------
+class BestSoFar:
+    "Keeps the image of the lowest loss an optimisation has evaluated: wraps `objective.losses`, and `seen(row)` is `optimise`'s callback."
+    def __init__(self, objective):
+        self.objective, self.last, self.image = objective, None, None
+    def losses(self, image):
+        self.last = image
+        return self.objective.losses(image)
+    def seen(self, row):
+        if row["loss"] == row["best"]: self.image = self.last.detach().clone()
+
+def precision_run(objective, start, wc, ws, seconds, schedule):
+    """L-BFGS (`optimise`) for `seconds` of optimisation through the precisions of `schedule`, each but the last until the
+    loss flattens (the chapter's rule), the last until the time is up, each stage from the previous stage's best image.
+    Returns {mark: float32 loss of the best image so far} at every twelfth of `seconds`, and the evaluations of each stage."""
+    marks, found, spent, evaluations = tuple(seconds * k / 12 for k in range(1, 13)), {}, 0.0, []
+    def float32_loss(image):
+        with torch.no_grad(): c, s = objective.losses(image, "fp32")
+        return (wc * c + ws * s).item()
+    image = start
+    for i, precision in enumerate(schedule):
+        objective.precision, last, tracker = precision, i == len(schedule) - 1, BestSoFar(objective)
+        rows = []
+        def callback(row):
+            tracker.seen(row); rows.append(row)
+            for mark in marks:
+                if mark not in found and spent + row["seconds"] >= mark: found[mark] = float32_loss(tracker.image)
+            if spent + row["seconds"] >= seconds: raise TimeUp
+        try: image, _ = optimise(tracker, image, wc, ws, evaluations=10**6, flat=0.0 if last else FLAT, window=FLAT_WINDOW, callback=callback)
+        except TimeUp: pass
+        evaluations.append(len(rows))
+        if len(found) == len(marks): break
+        spent += rows[-1]["seconds"]
+    objective.precision = "fp32"
+    return found, evaluations
+
+
 # ---- seconds per evaluation ------------------------------------------------------------------------------------
 def evaluation_seconds(losses, image, wc, ws, n):
     "Seconds for `n` evaluations (forward and backward pass) of `losses` at `image`."
@@ -144,10 +193,15 @@ def main():
     parser.add_argument("--seconds", type=float, default=60, help="optimisation time of each run in part 1")
     parser.add_argument("--evaluations", type=int, default=3, help="evaluations per timed block in part 2")
     parser.add_argument("--rounds", type=int, default=6, help="timed blocks per implementation in part 2, interleaved")
+    parser.add_argument("--parts", default="tutorial,timing,precision", help="which parts to run, comma-separated")
+    parser.add_argument("--precision-size", type=int, default=512, help="longer side of the images in part 4 (the chapter's headline size)")
+    parser.add_argument("--precision-seconds", type=float, default=60, help="optimisation time of each run in part 4")
     parser.add_argument("--content", default="building")
     parser.add_argument("--style", default="the-exit-of-the-russian-ballet")
     args = parser.parse_args()
     layers = ASSIGNMENT_LAYERS if args.layers == "assignment" else PAPER_LAYERS
+    parts = set(args.parts.split(","))
+    if parts - {"tutorial", "timing", "precision"}: parser.error(f"unknown parts {sorted(parts - {'tutorial', 'timing', 'precision'})}")
 
     print(f"{device_name()}, torch {torch.__version__}, load average at start: {os.getloadavg()}")
     measured, (theory, formula) = matmul_gflops(), theoretical_gflops()
@@ -187,6 +241,13 @@ def main():
         assert abs(c - reference[0]) <= 1e-4 * abs(reference[0]) and abs(s - reference[1]) <= 1e-4 * abs(reference[1]), (k, c, s, reference)
         assert gradient_difference < 1e-2, (k, gradient_difference)
 
+    if "tutorial" in parts: tutorial_part(args, objectives, losses, content, wc, ws)
+    honest = timing_part(args, objectives, losses, content, wc, ws, measured, theory, formula) if "timing" in parts else True
+    if "precision" in parts: precision_part(args, pretrained, layers)
+    print(f"\nload average at end: {os.getloadavg()}")
+    if not honest: sys.exit(1)
+
+def tutorial_part(args, objectives, losses, content, wc, ws):
     size = f"{content.shape[-2]}x{content.shape[-1]}"
     print(f"\n1. loss reached at equal wall time: {args.content} x {args.style}, {size}, {args.layers} layers, weighted loss "
           f"(content / its value at the style image + {BETA:g} x style / its value at the content image; it starts at {BETA:g}), "
@@ -203,6 +264,7 @@ def main():
           f"reached the tutorial's {args.seconds:.0f}-second loss after "
           f"{next((s for s, loss in runs['configured L-BFGS (cvbook.style)'][0] if loss <= tutorial), float('nan')):.1f} s")
 
+def timing_part(args, objectives, losses, content, wc, ws, measured, theory, formula):
     print(f"\n2. seconds per evaluation (forward and backward pass), {args.rounds} interleaved blocks of {args.evaluations}, median:")
     for f in losses.values(): evaluation_seconds(f, content, wc, ws, 1)          # warm-up
     times = {k: [] for k in losses}
@@ -225,9 +287,34 @@ def main():
     print(f"\n3. one evaluation of cvbook.style does {gflop:.1f} GFLOP (convolutions and Gram products, forward and backward); "
           f"theoretical peak {formula}. The tutorial's implementation does more arithmetic for the same loss, so its rate below "
           f"counts only the arithmetic cvbook.style needs. ", end="")
-    honest = report_fractions({k: gflop / t for k, t in per_evaluation.items()}, measured, theory)
-    print(f"\nload average at end: {os.getloadavg()}")
-    if not honest: sys.exit(1)
+    return report_fractions({k: gflop / t for k, t in per_evaluation.items()}, measured, theory)
+
+def precision_part(args, pretrained, layers):
+    content = image_tensor(q3_images("content")[args.content], args.precision_size)
+    style = fit_to(q3_images("styles")[args.style], *content.shape[-2:])
+    objective = StyleObjective(VGGFeatures(pretrained, layers.all), layers, content, style)
+    content_scale, style_scale = loss_scales(objective, content, style)
+    wc, ws = 1 / content_scale, BETA / style_scale
+    fast = fast_precision()
+    if fast == "fp32": print(f"\n4. precision: this processor has no bf16 matrix units (fast_precision is fp32); nothing to compare"); return
+    schedules = {"float32": ["fp32"], f"{fast} network, float32 losses": [fast], f"{fast} until flat, then float32": [fast, "fp32"]}
+    t = args.precision_seconds
+    print(f"\n4. precision: {args.content} x {args.style}, {content.shape[-2]}x{content.shape[-1]}, {args.layers} layers, beta/alpha "
+          f"{BETA:g}; the float32 loss of each run's best image so far (it starts at {BETA:g}), {t:.0f} s of optimisation each")
+    results = {label: precision_run(objective, content, wc, ws, t, schedule) for label, schedule in schedules.items()}
+    shown = (t / 4, t / 2, t)
+    print(f"   {'':36s} " + "  ".join(f"loss by {m:3.0f} s" for m in shown) + "  evaluations per stage")
+    for label, (found, evaluations) in results.items():
+        print(f"   {label:36s} " + "  ".join(f"{found[m]:11.4g}" for m in shown) + f"  {' then '.join(map(str, evaluations))}")
+    where = write_csv([{"run": label, "seconds": round(m, 2), "float32 loss": round(loss, 5), "evaluations": "+".join(map(str, evaluations)),
+                        "size": f"{content.shape[-2]}x{content.shape[-1]}", "beta/alpha": BETA, "device": device_name()}
+                       for label, (found, evaluations) in results.items() for m, loss in sorted(found.items())],
+                      figures_dir()/"q3_precision.csv")
+    print(f"   curves written to {where}")
+    ratio = results["float32"][0][t] / results[f"{fast} network, float32 losses"][0][t]
+    pace = {label: t / sum(evaluations) for label, (_, evaluations) in results.items()}
+    print(f"SUMMARY bf16_vs_fp32={ratio:.3f} seconds_per_evaluation_fp32={pace['float32']:.3f} "
+          f"seconds_per_evaluation_bf16={pace[f'{fast} network, float32 losses']:.3f}")
 
 if __name__ == "__main__":
     main()

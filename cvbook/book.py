@@ -25,13 +25,14 @@ from .runs import ResultsError, markdown_table, read_csv, read_result_file
 
 # %% auto #0
 __all__ = ['SHOW_DOC_SOURCE', 'SHOW_DOC_HEADING', 'SHOW_DOC_SIGNATURE', 'HTML_ONLY_CODE', 'ANSI_ESCAPE', 'QUARTO_PROBLEM',
-           'LATEX_PROBLEMS', 'IMAGE_SOURCE', 'CHAPTER_IN_TOC', 'SUMMARIES', 'ANCHOR', 'CITATION', 'INCLUDE', 'OPTION',
-           'MD_FIGURE', 'UNNUMBERED_HEADING', 'QUARTO_HELP', 'QUARTO_ATTRIBUTES', 'tidy_show_doc', 'html_only_code',
-           'quarto_command', 'pdf_engine_available', 'quarto_problems', 'latex_problems', 'overfull_lines',
-           'missing_images', 'chapter_pages', 'RenderReport', 'render_book', 'summary_markdown', 'write_summary',
-           'book_files', 'ChapterRefs', 'scan_chapter', 'check_book', 'notebooks', 'cell_title', 'execute_notebook',
-           'preview_html', 'nbdev_tool', 'full_profile_confirmed', 'build_book', 'unfinished_runs', 'stop_on_signals',
-           'build_book_cli', 'package_in_sync', 'test_notebooks', 'readme_commands', 'readme_build', 'test_book']
+           'LATEX_PROBLEMS', 'MAX_OVERFULL', 'IMAGE_SOURCE', 'CHAPTER_IN_TOC', 'SUMMARIES', 'ANCHOR', 'CITATION',
+           'INCLUDE', 'OPTION', 'MD_FIGURE', 'UNNUMBERED_HEADING', 'QUARTO_HELP', 'QUARTO_ATTRIBUTES', 'tidy_show_doc',
+           'html_only_code', 'quarto_command', 'pdf_engine_available', 'quarto_problems', 'latex_problems',
+           'overfull_lines', 'overfull_problems', 'missing_images', 'chapter_pages', 'RenderReport', 'render_book',
+           'summary_markdown', 'write_summary', 'book_files', 'ChapterRefs', 'scan_chapter', 'check_book', 'notebooks',
+           'cell_title', 'execute_notebook', 'preview_html', 'nbdev_tool', 'full_profile_confirmed', 'build_book',
+           'unfinished_runs', 'stop_on_signals', 'build_book_cli', 'package_in_sync', 'test_notebooks',
+           'readme_commands', 'readme_build', 'test_book']
 
 # %% ../chapters/04_book.ipynb #d82d5230
 SHOW_DOC_SOURCE = re.compile(r"\[source\]\([^)]*\)(\{[^}]*\})?\s*")
@@ -133,6 +134,14 @@ def overfull_lines(log: str) -> int:
     "How many overfull boxes (lines wider than the text) a LaTeX log reports."
     return len(re.findall(r"^Overfull \\hbox", log, re.M))
 
+MAX_OVERFULL = 20   # overfull lines the PDF may have before the render counts as failed
+
+def overfull_problems(count: int, log: Path | str = "_book/latex.log", limit: int = MAX_OVERFULL) -> list[str]:
+    "A problem when the PDF has more than `limit` overfull lines, saying how many and where the LaTeX log is; else []."
+    if count <= limit: return []
+    return [f"the PDF has {count} overfull lines (lines wider than the text), more than the {limit} allowed; "
+            f"they are listed in {log} (grep -A2 '^Overfull' {log})"]
+
 # %% ../chapters/04_book.ipynb #9dc75e37
 IMAGE_SOURCE = re.compile(r"""<img[^>]*\ssrc="([^"]+)\"""")
 
@@ -199,6 +208,7 @@ def render_book(root: Path | None = None, formats: tuple[str, ...] | None = None
             text = log.read_text(errors="replace")
             report.problems += latex_problems(text)
             report.overfull = overfull_lines(text)
+            report.problems += overfull_problems(report.overfull, (site/"latex.log").relative_to(root))
             total = re.search(r"Output written on .* \((\d+) pages?", text)
             if toc.exists() and total: report.pages = chapter_pages(toc.read_text(errors="replace"), int(total.group(1)))
             shutil.move(log, site/"latex.log")

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import platform
 import random
 import re
+import textwrap
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,10 +18,11 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['FOLDER_VARIABLES', 'PROFILES', 'PRECISIONS', 'BOOK_DPI', 'started_in', 'absolute_folder_variables', 'project_root',
-           'FolderError', 'data_root', 'weights_dir', 'cache_dir', 'results_dir', 'current_profile', 'by_profile',
-           'figures_dir', 'seed_everything', 'default_device', 'cpu_flags', 'bf16_matrix_units', 'fast_precision',
-           'precision_candidates', 'autocast', 'book_style', 'sha256_file', 'device_name', 'environment', 'run_size']
+__all__ = ['FOLDER_VARIABLES', 'PROFILES', 'PRECISIONS', 'BOOK_DPI', 'PAGE_WIDTH', 'started_in', 'absolute_folder_variables',
+           'project_root', 'FolderError', 'data_root', 'weights_dir', 'cache_dir', 'results_dir', 'current_profile',
+           'by_profile', 'figures_dir', 'seed_everything', 'default_device', 'cpu_flags', 'bf16_matrix_units',
+           'fast_precision', 'precision_candidates', 'autocast', 'book_style', 'title_size', 'wrapped', 'show_photos',
+           'sha256_file', 'device_name', 'environment', 'run_size']
 
 # %% ../chapters/00_core.ipynb #146ca2e7
 FOLDER_VARIABLES = ("CVBOOK_ROOT", "CVBOOK_DATA", "CVBOOK_WEIGHTS", "CVBOOK_CACHE", "CVBOOK_RESULTS")
@@ -167,6 +170,26 @@ BOOK_DPI = 150
 def book_style() -> None:
     "Draw and save matplotlib figures at `BOOK_DPI` (rcParams `figure.dpi` and `savefig.dpi`); nothing else changes."
     matplotlib.rcParams.update({"figure.dpi": BOOK_DPI, "savefig.dpi": BOOK_DPI})
+
+# %% ../chapters/00_core.ipynb #7e4c82c8
+PAGE_WIDTH = 5.7   # inches of text on a PDF page of the book
+
+def title_size(width: float, points: float = 8.5) -> float:
+    "A font size that prints at about `points` in a figure `width` inches wide (the PDF shrinks figures wider than `PAGE_WIDTH`)."
+    return points * max(1.0, width / PAGE_WIDTH)
+
+def wrapped(text: str, width: int = 15) -> str:
+    "`text` on lines of at most `width` characters, broken between words and after hyphens; a longer word stays whole."
+    return "\n".join(textwrap.wrap(str(text), width, break_long_words=False))
+
+def show_photos(fig, dpi: float | None = None) -> None:
+    "Display `fig`, a figure of photographs, as a JPEG (quality 90) at `dpi` (default: `savefig.dpi`), and close it."
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpeg", dpi=dpi or matplotlib.rcParams["savefig.dpi"], pil_kwargs={"quality": 90}, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(data=buffer.getvalue(), format="jpeg"))
 
 # %% ../chapters/00_core.ipynb #1e11204e
 @lru_cache(maxsize=None)

@@ -25,9 +25,9 @@ from .core import environment, project_root, results_dir
 from .data import shown_path
 
 # %% auto #0
-__all__ = ['LINE_STYLES', 'MARKERS', 'progress', 'as_dict', 'run_key', 'ResultsError', 'read_result_file', 'Run', 'RunResult',
-           'load_result', 'start_wandb', 'DiskFull', 'cached_run', 'plot_histories', 'column_widths', 'markdown_table',
-           'write_csv', 'read_csv']
+__all__ = ['LINE_STYLES', 'MARKERS', 'PDF_LINE', 'PANDOC_COLUMNS', 'progress', 'as_dict', 'run_key', 'ResultsError',
+           'read_result_file', 'Run', 'RunResult', 'load_result', 'start_wandb', 'DiskFull', 'cached_run',
+           'plot_histories', 'column_widths', 'markdown_table', 'write_csv', 'read_csv']
 
 # %% ../chapters/03_runs.ipynb #34cd7c49
 def _interactive() -> bool:
@@ -271,8 +271,11 @@ def _cell(value, digits: int) -> str:
     if isinstance(value, int) and not isinstance(value, bool): return f"{value:,}"
     return "" if value is None else str(value)
 
-def column_widths(columns: list[str], cells: list[list[str]], widest: int = 40, line: int = 72) -> list[int]:
-    "Characters for each column of a Markdown table of `cells` under the headers `columns`: its longest cell (at most `widest`) plus 2 for the gap between columns; if that exceeds a `line` of text, the columns that can wrap give up width in proportion to what they can spare, first down to half their width, then down to their longest word, never below."
+PDF_LINE = 62        # characters of the tables' type (DejaVu Serif, \small) across the PDF's text width
+PANDOC_COLUMNS = 72  # pandoc sets a table by its dashes only when a line of its source is longer than this
+
+def column_widths(columns: list[str], cells: list[list[str]], widest: int = 40, line: int = PDF_LINE) -> list[int]:
+    "Characters for each column of a Markdown table of `cells` under the headers `columns`: its longest cell (at most `widest`) plus 2 for the gap between columns; if that exceeds a `line` of the PDF's table type, the columns that can wrap give up width in proportion to what they can spare, first down to half their width, then down to their longest word, never below."
     need = [2 + min(widest, max([3, *(len(w) for w in c.split()), *(len(row[j]) for row in cells)])) for j, c in enumerate(columns)]
     word = [min(n, 2 + max([3, *(len(w) for text in [c, *(row[j] for row in cells)] for w in text.split())])) for j, (c, n) in enumerate(zip(columns, need))]
     half = [max(w, n // 2) for w, n in zip(word, need)]  # a cell that wraps onto about two lines at most
@@ -283,12 +286,18 @@ def column_widths(columns: list[str], cells: list[list[str]], widest: int = 40, 
     return word
 
 def markdown_table(rows: list[dict], columns: list[str] | None = None, digits: int = 3, widest: int = 40):
-    "`rows` as a Markdown table that Quarto renders (and numbers, given a `tbl-` label and caption); the dashes under the headers are `column_widths`, which pandoc turns into the columns' shares of a table too wide for one line, so numbers never wrap and long text does."
+    "`rows` as a Markdown table that Quarto renders (and numbers, given a `tbl-` label and caption); the dashes under the headers are `column_widths`, which pandoc turns into the columns' shares of a table too wide for the PDF's line, so numbers never wrap, long text does, and no word is wider than its column."
     from IPython.display import Markdown
     columns = columns or list(dict.fromkeys(k for r in rows for k in r))
     cells = [[_cell(r.get(c), digits).replace("|", "\\|") for c in columns] for r in rows]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "".join("-" * w + "|" for w in column_widths(columns, cells, widest))]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    widths = column_widths(columns, cells, widest)
+    lines = ["| " + " | ".join(columns) + " |", *("| " + " | ".join(row) + " |" for row in cells)]
+    natural = sum(2 + max(len(c), *(len(row[j]) for row in cells)) for j, c in enumerate(columns))
+    # A table wider than the PDF's line must be set by its dashes (wrapping text, never a number), but pandoc reads the
+    # dashes only when a source line is longer than PANDOC_COLUMNS: then they are stretched (the shares stay the same).
+    if natural > PDF_LINE and max(map(len, lines)) <= PANDOC_COLUMNS:
+        widths = [w * (PANDOC_COLUMNS // sum(widths) + 1) for w in widths]
+    lines.insert(1, "|" + "".join("-" * w + "|" for w in widths))
     return Markdown("\n".join(lines))
 
 def write_csv(rows: list[dict], path: Path) -> Path:

@@ -18,8 +18,8 @@ from .weights import (IMAGENET_MEAN, IMAGENET_STD, Pretrained, WeightsUnavailabl
 
 # %% auto #0
 __all__ = ['Q2_IMAGENET_ROWS', 'q2_candidates', 'load_q2_model', 'preprocess', 'classify', 'one_per_class', 'saliency',
-           'keep_mask', 'fill_outside', 'psnr', 'add_gaussian_noise', 'choose_targets', 'FoolResult', 'fool',
-           'perturbation']
+           'saliency_display', 'keep_mask', 'fill_outside', 'psnr', 'add_gaussian_noise', 'choose_targets',
+           'FoolResult', 'fool', 'perturbation']
 
 # %% ../chapters/20_visualisation.ipynb #503e2055
 Q2_IMAGENET_ROWS = (279, 263, 5, 1, 4, 339, 94, 14, 286, 387)  # ImageNet classes of Q2_CLASSES, same order
@@ -51,7 +51,7 @@ def load_q2_model(candidates: list | None = None) -> Pretrained:
 
 # %% ../chapters/20_visualisation.ipynb #9bd635a7
 def preprocess(images: list[Image.Image], size: int = 224, normalize: nn.Module | None = None) -> torch.Tensor:
-    "PIL images resized to `size`x`size` (bilinear, antialiased) as a float (N,3,size,size) RGB batch in [0,1], or `normalize` of it."
+    "PIL images resized to `size` × `size` (bilinear, antialiased) as a float (N,3,size,size) RGB batch in [0,1], or `normalize` of it."
     x = torch.stack([TF.resize(TF.pil_to_tensor(im.convert("RGB")), [size, size], antialias=True) for im in images])
     x = x.float() / 255
     return normalize(x) if normalize is not None else x
@@ -77,9 +77,15 @@ def saliency(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.T
     grad, = torch.autograd.grad(logits.gather(1, labels.view(-1, 1)).sum(), x)
     return grad.abs().amax(dim=1)
 
+# %% ../chapters/20_visualisation.ipynb #d456e312
+def saliency_display(sal: torch.Tensor, q: float = 0.99) -> torch.Tensor:
+    "Saliency maps (N,H,W) for display in [0,1]: each divided by its own `q`-quantile and clipped at 1 (a map of zeros stays zero)."
+    top = sal.flatten(1).float().quantile(q, dim=1).clamp_min(1e-12).view(-1, *([1] * (sal.dim() - 1)))
+    return (sal / top).clamp(0, 1)
+
 # %% ../chapters/20_visualisation.ipynb #085fb952
 def keep_mask(sal: torch.Tensor, keep: float, smooth: int = 1) -> torch.Tensor:
-    "Boolean (N,H,W) mask of the `keep` fraction of pixels with the highest saliency in each image (after a `smooth`x`smooth` box filter)."
+    "Boolean (N,H,W) mask of the `keep` fraction of pixels with the highest saliency in each image (after a `smooth` × `smooth` box filter)."
     if smooth > 1:
         sal = F.avg_pool2d(sal[:, None], smooth, stride=1, padding=smooth // 2, count_include_pad=False)[:, 0]
     flat = sal.flatten(1)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .core import default_device, device_name, sha256_file
+from .core import autocast, default_device, fast_precision, device_name, sha256_file
 from .data import DataError, load_image, shown_path
 from .runs import RunResult, cached_run, progress
 from .speed import with_content_loss, with_style_loss
@@ -160,26 +160,36 @@ def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.
 
 # %% ../chapters/30_style.ipynb #8635abe2
 class StyleObjective:
-    "Content and style losses of an image against targets computed once from a content and a style image."
-    def __init__(self, extractor: VGGFeatures, layers: Layers, content_image: torch.Tensor, style_image: torch.Tensor):
-        self.extractor = extractor
+    """Content and style losses of an image against targets computed once (in float32) from a content and a style image.
+    `precision` (a `cvbook.core.PRECISIONS` name) is the network's arithmetic in `losses`; the Gram matrices and losses stay float32."""
+    def __init__(self, extractor: VGGFeatures, layers: Layers, content_image: torch.Tensor, style_image: torch.Tensor,
+                 precision: str = "fp32"):
+        self.extractor, self.precision = extractor, precision
         with torch.no_grad():
             content, style = extractor(content_image), extractor(style_image)
         self.content_targets = {k: content[k] for k in layers.content}
         self.style_targets = {k: gram_matrix(style[k]) for k in layers.style}
 
-    def losses(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        "(content loss, style loss) of `image` (1,3,H,W) in [0,1], as 0-dim tensors, from one pass with the losses tapped in."
+    def losses(self, image: torch.Tensor, precision: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        "(content loss, style loss) of `image` (1,3,H,W) in [0,1], as float32 0-dim tensors, from one pass with the losses tapped in; the network runs in `precision` (default: the objective's)."
         content, style = [], []
         def tap(name):
             def add_losses(features):
+                if features.dtype != torch.float32:
+                    # bf16 has too few digits for a Gram matrix summed over thousands of positions: the losses read a float32
+                    # copy, and the network goes on in bf16 (a float32 input would be cast back at the next convolution)
+                    copy = features.float()
+                    if name in self.content_targets: content.append(with_content_loss(copy, self.content_targets[name])[1])
+                    if name in self.style_targets: style.append(with_style_loss(copy, self.style_targets[name])[1])
+                    return features
                 if name in self.content_targets:
                     features, loss = with_content_loss(features, self.content_targets[name]); content.append(loss)
                 if name in self.style_targets:
                     features, loss = with_style_loss(features, self.style_targets[name]); style.append(loss)
                 return features
             return add_losses
-        self.extractor(image, taps={name: tap(name) for name in {*self.content_targets, *self.style_targets}})
+        with autocast(precision or self.precision, image.device):
+            self.extractor(image, taps={name: tap(name) for name in {*self.content_targets, *self.style_targets}})
         return sum(content), sum(style)
 
     def reference_losses(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,10 +253,10 @@ def optimise(objective: StyleObjective, start: torch.Tensor, content_weight: flo
 
 # %% ../chapters/30_style.ipynb #65125019
 def loss_scales(objective: StyleObjective, content_image: torch.Tensor, style_image: torch.Tensor) -> tuple[float, float]:
-    "(content scale, style scale): the content loss of the style image and the style loss of the content image."
+    "(content scale, style scale): the content loss of the style image and the style loss of the content image, with the network in float32."
     with torch.no_grad():
-        content_of_style, _ = objective.losses(style_image)
-        _, style_of_content = objective.losses(content_image)
+        content_of_style, _ = objective.losses(style_image, "fp32")
+        _, style_of_content = objective.losses(content_image, "fp32")
     return content_of_style.item(), style_of_content.item()
 
 # %% ../chapters/30_style.ipynb #6226ffe8
@@ -267,10 +277,12 @@ class StyleConfig:
     alpha: float = 1.0          # weight of the content loss, in units of its value at the style image
     beta: float = 1.0           # weight of the style loss, in units of its value at the content image
     weights: str = ""           # the VGG19 weights' name (Pretrained.name)
+    precision: str = "fp32"     # the network's arithmetic (`StyleObjective`); the losses are float32 either way
+    seed: int = 0               # 0: start from the content image; otherwise from it plus noise of one grey level drawn with this seed
 
 @dataclass
 class Transfer:
-    "What one style transfer made: the content and style images, the result and its history, and the calibrated loss weights."
+    "What one style transfer made: the content and style images, the result and its history, the calibrated loss weights, and the result's raw losses with the network in float32."
     content: torch.Tensor
     style: torch.Tensor
     image: torch.Tensor
@@ -279,6 +291,8 @@ class Transfer:
     style_scale: float
     content_weight: float
     style_weight: float
+    content_loss: float
+    style_loss: float
     @property
     def best(self) -> dict:
         "The history row of the returned image: the evaluation with the lowest loss."
@@ -286,16 +300,22 @@ class Transfer:
 
 def transfer(pretrained: Pretrained, content_path: Path, style_path: Path, size: int, layers: Layers, alpha: float = 1.0,
              beta: float = 1.0, optimizer: str = "lbfgs", evaluations: int = 300, lr: float = 1.0, flat: float = 0.0,
-             window: int = FLAT_WINDOW, projected: bool = True, device: str | torch.device = "cpu", callback: Callable[[dict], None] | None = None) -> Transfer:
-    "Paint the content image (longer side `size`) in the style of the other with `optimise`, the losses weighted `alpha` and `beta` in units of their `loss_scales`; `callback` gets every history row with its weighted content and style losses added."
+             window: int = FLAT_WINDOW, projected: bool = True, device: str | torch.device = "cpu", precision: str = "fp32",
+             seed: int = 0, callback: Callable[[dict], None] | None = None) -> Transfer:
+    "Paint the content image (longer side `size`) in the style of the other with `optimise`, the losses weighted `alpha` and `beta` in units of their `loss_scales`, the network in `precision`, starting from the content image (plus noise of one grey level, drawn with `seed`, unless `seed` is 0); `callback` gets every history row with its weighted content and style losses added."
     content = image_tensor(content_path, size).to(device)
     style = fit_to(style_path, *content.shape[-2:]).to(device)
-    objective = StyleObjective(VGGFeatures(pretrained, layers.all).to(device), layers, content, style)
+    objective = StyleObjective(VGGFeatures(pretrained, layers.all).to(device), layers, content, style, precision)
     content_scale, style_scale = loss_scales(objective, content, style)
     wc, ws = alpha / content_scale, beta / style_scale
     log = callback and (lambda row: callback({**row, "weighted_content": wc * row["content"], "weighted_style": ws * row["style"]}))
-    image, history = optimise(objective, content, wc, ws, optimizer, evaluations, lr, flat, window, projected, log)
-    return Transfer(content, style, image, history, content_scale, style_scale, wc, ws)
+    start = content
+    if seed:    # a second start a hair away from the first: how far two runs end apart is the run-to-run noise
+        noise = torch.randn(content.shape, generator=torch.Generator().manual_seed(seed)).to(device)
+        start = (content + noise / 255).clamp(0, 1)
+    image, history = optimise(objective, start, wc, ws, optimizer, evaluations, lr, flat, window, projected, log)
+    with torch.no_grad(): final = objective.losses(image, "fp32")    # every reported loss is float32's, whatever the run used
+    return Transfer(content, style, image, history, content_scale, style_scale, wc, ws, *(loss.item() for loss in final))
 
 def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, style_path: Path) -> tuple[RunResult, Image.Image]:
     "Run (or reuse) `config` on the two images, checked first (`check_inputs`); returns the stored run and the final image."
@@ -303,12 +323,13 @@ def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, sty
     layers = Layers(tuple(config.content_layers), tuple(config.style_layers))
     def body(run):
         done = transfer(pretrained, content_path, style_path, config.size, layers, config.alpha, config.beta, config.optimizer,
-                        config.evaluations, config.lr, config.flat, config.window, config.projected, callback=lambda row: run.log(**row))
+                        config.evaluations, config.lr, config.flat, config.window, config.projected, precision=config.precision,
+                        seed=config.seed, callback=lambda row: run.log(**row))
         to_pil(done.image).save(run.folder/"result.png")
         run.log_images(f"{config.content} x {config.style}", content=to_pil(done.content), style=to_pil(done.style), result=to_pil(done.image))
-        best, wc, ws = done.best, done.content_weight, done.style_weight
-        return {"content": best["content"], "style": best["style"], "loss": best["loss"], "start_loss": done.history[0]["loss"],
-                "weighted_content": wc * best["content"], "weighted_style": ws * best["style"],
+        best, wc, ws, c, s = done.best, done.content_weight, done.style_weight, done.content_loss, done.style_loss
+        return {"content": c, "style": s, "loss": wc * c + ws * s, "start_loss": done.history[0]["loss"],
+                "weighted_content": wc * c, "weighted_style": ws * s,
                 "content_scale": done.content_scale, "style_scale": done.style_scale, "content_weight": wc, "style_weight": ws,
                 "evaluations": len(done.history), "best_evaluation": best["evaluation"],
                 "flattened": len(done.history) < config.evaluations, "seconds": done.history[-1]["seconds"],
@@ -395,8 +416,12 @@ def stylize_cli(argv: list[str] | None = None) -> None:
                         help="beta/alpha, the weight of the style loss over the content loss, both calibrated to 1 (default 10)")
     parser.add_argument("--layers", choices=("assignment", "paper"), default="assignment", help="which VGG19 layers the losses read")
     parser.add_argument("--device", type=_device, default="auto", help="'auto' (a GPU when there is one), 'cpu' or 'cuda'")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="the network's arithmetic; the losses are float32 either way. 'auto': bf16 on a CPU with bf16 matrix units "
+                        "(the book measured it reaching the same loss sooner there), else fp32")
     args = parser.parse_args(argv)
     layers = PAPER_LAYERS if args.layers == "paper" else ASSIGNMENT_LAYERS
+    precision = args.precision if args.precision != "auto" else "bf16" if fast_precision(args.device) == "bf16" else "fp32"
     try:
         height, width = check_inputs(args.photo, args.style, args.size, layers)
         output = check_output(args.output, (args.photo, args.style))
@@ -405,13 +430,14 @@ def stylize_cli(argv: list[str] | None = None) -> None:
     try:
         with bar:
             done = transfer(vgg19_features(), args.photo, args.style, args.size, layers, beta=args.style_weight, evaluations=args.steps,
-                            flat=FLAT, window=FLAT_WINDOW, device=args.device, callback=lambda row: bar.update(1))
+                            flat=FLAT, window=FLAT_WINDOW, device=args.device, precision=precision,
+                            callback=lambda row: bar.update(1))
         write_image(to_pil(done.image), output)
     except KeyboardInterrupt:
         print(f"cvbook-stylize: interrupted after {bar.n} evaluations; nothing was written", file=sys.stderr)
         sys.exit(130)    # the shell's status for a command stopped by Ctrl-C (128 + SIGINT)
-    best, passes = done.best, len(done.history)
+    passes = len(done.history)
     print(f"wrote {args.output} ({width}x{height} pixels, {passes} L-BFGS evaluations"
-          f"{' (the loss had flattened)' if passes < args.steps else ''}, {done.history[-1]['seconds']:.0f} s on {device_name(args.device)}; "
-          f"weighted content loss {done.content_weight * best['content']:.3g}, style loss {done.style_weight * best['style']:.3g}, "
+          f"{' (the loss had flattened)' if passes < args.steps else ''}, {done.history[-1]['seconds']:.0f} s on {device_name(args.device)}, network in {precision}; "
+          f"weighted content loss {done.content_weight * done.content_loss:.3g}, style loss {done.style_weight * done.style_loss:.3g}, "
           f"from 0 and {args.style_weight:g})")
