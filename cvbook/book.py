@@ -24,15 +24,15 @@ from .core import current_profile, default_device, project_root, results_dir
 from .runs import ResultsError, markdown_table, read_csv, read_result_file
 
 # %% auto #0
-__all__ = ['SHOW_DOC_SOURCE', 'SHOW_DOC_HEADING', 'SHOW_DOC_SIGNATURE', 'HTML_ONLY_CODE', 'ANSI_ESCAPE', 'QUARTO_PROBLEM',
-           'LATEX_PROBLEMS', 'MAX_OVERFULL', 'IMAGE_SOURCE', 'CHAPTER_IN_TOC', 'SUMMARIES', 'ANCHOR', 'CITATION',
-           'INCLUDE', 'OPTION', 'MD_FIGURE', 'UNNUMBERED_HEADING', 'QUARTO_HELP', 'QUARTO_ATTRIBUTES', 'tidy_show_doc',
-           'html_only_code', 'quarto_command', 'pdf_engine_available', 'quarto_problems', 'latex_problems',
-           'overfull_lines', 'overfull_problems', 'missing_images', 'chapter_pages', 'RenderReport', 'render_book',
-           'summary_markdown', 'write_summary', 'book_files', 'ChapterRefs', 'scan_chapter', 'check_book', 'notebooks',
-           'cell_title', 'execute_notebook', 'preview_html', 'nbdev_tool', 'full_profile_confirmed', 'build_book',
-           'unfinished_runs', 'stop_on_signals', 'build_book_cli', 'package_in_sync', 'test_notebooks',
-           'readme_commands', 'readme_build', 'test_book']
+__all__ = ['SHOW_DOC_SOURCE', 'SHOW_DOC_HEADING', 'SHOW_DOC_SIGNATURE', 'HTML_ONLY_CODE', 'PDF_SOURCE_LINES', 'QUESTION_TITLE',
+           'PDF_ONLY', 'ANSI_ESCAPE', 'QUARTO_PROBLEM', 'LATEX_PROBLEMS', 'MAX_OVERFULL', 'IMAGE_SOURCE',
+           'CHAPTER_IN_TOC', 'SUMMARIES', 'ANCHOR', 'CITATION', 'INCLUDE', 'OPTION', 'MD_FIGURE', 'UNNUMBERED_HEADING',
+           'QUARTO_HELP', 'QUARTO_ATTRIBUTES', 'tidy_show_doc', 'html_only_code', 'quarto_command',
+           'pdf_engine_available', 'quarto_problems', 'latex_problems', 'overfull_lines', 'overfull_problems',
+           'missing_images', 'chapter_pages', 'RenderReport', 'render_book', 'summary_markdown', 'write_summary',
+           'book_files', 'ChapterRefs', 'scan_chapter', 'check_book', 'notebooks', 'cell_title', 'execute_notebook',
+           'preview_html', 'nbdev_tool', 'full_profile_confirmed', 'build_book', 'unfinished_runs', 'stop_on_signals',
+           'build_book_cli', 'package_in_sync', 'test_notebooks', 'readme_commands', 'readme_build', 'test_book']
 
 # %% ../chapters/04_book.ipynb #d82d5230
 SHOW_DOC_SOURCE = re.compile(r"\[source\]\([^)]*\)(\{[^}]*\})?\s*")
@@ -80,18 +80,32 @@ HTML_ONLY_CODE = """::: {{.content-visible when-format="html"}}
 </details>
 :::"""
 
+PDF_SOURCE_LINES = 20   # exported source up to this long is printed in the PDF too
+QUESTION_TITLE = re.compile(r"^# .*\{#sec-q\d")    # a question chapter's title, e.g. "# Q3: Style transfer {#sec-q3}"
+PDF_ONLY = re.compile(r'\n*::: \{\.content-visible when-format="pdf"\}\n.*?\n:::\n?', re.S)
+
 class html_only_code:
-    "nbdev processor: the code of experiment cells folded in HTML and left out of the PDF; their outputs stay in both."
+    "nbdev processor: the code of experiment cells, and exported source longer than `PDF_SOURCE_LINES`, folded in HTML and left out of the PDF; their outputs stay in both. In a question chapter the API signatures (`show_doc`) are HTML-only too: the PDF report keeps the answers, the appendices keep the reference."
     def __init__(self, nb): self.nb = nb
     def begin(self):
         cells = []
+        # the chapter's title is its first level-1 heading (nbdev puts a comment cell before it)
+        question = any(QUESTION_TITLE.match(c.source or "") for c in self.nb.cells if c.cell_type == "markdown"
+                       and (c.source or "").startswith("# "))
         for cell in self.nb.cells:
+            if question and cell.cell_type == "code" and "show_doc(" in (cell.source or ""):
+                for output in cell.get("outputs", []):
+                    if (markdown := output.get("data", {}).get("text/markdown")) is not None:
+                        output["data"]["text/markdown"] = PDF_ONLY.sub("\n", "".join(markdown) if isinstance(markdown, list) else markdown)
             lines = (cell.get("source") or "").splitlines() if cell.cell_type == "code" else []
             options = [line for line in lines if line.startswith("#|")]
             code = "\n".join(line for line in lines if not line.startswith("#|")).strip()
-            # Cells that show no code (echo/include false, show_doc) and exported source (folded in both) stay as they are.
+            # Cells that show no code (echo/include false, show_doc) stay as they are; so does short exported source (folded in
+            # HTML, printed in the PDF, where it answers a question such as "write the loss"). Longer exported source is
+            # reference material: folded in HTML, and in the PDF only its show_doc signature and docstring.
+            exported = any(re.match(r"#\|\s*code-fold", o) for o in options)
             keep = not code or any(re.match(r"#\|\s*(echo|include)\s*:\s*false", o) for o in options) \
-                   or any(re.match(r"#\|\s*code-fold", o) for o in options)
+                   or (exported and len(code.splitlines()) <= PDF_SOURCE_LINES)
             if not keep:
                 cells.append(mk_cell(HTML_ONLY_CODE.format(code=code), "markdown"))
                 cell.source = "\n".join(["#| echo: false", *options, code])

@@ -171,7 +171,7 @@ def book_style() -> None:
     "Draw and save matplotlib figures at `BOOK_DPI` (rcParams `figure.dpi` and `savefig.dpi`); nothing else changes."
     matplotlib.rcParams.update({"figure.dpi": BOOK_DPI, "savefig.dpi": BOOK_DPI})
 
-# %% ../chapters/00_core.ipynb #7e4c82c8
+# %% ../chapters/00_core.ipynb #33043736
 PAGE_WIDTH = 5.7   # inches of text on a PDF page of the book
 
 def title_size(width: float, points: float = 8.5) -> float:
