@@ -186,26 +186,8 @@ def evaluation_seconds(losses, image, wc, ws, n):
     return (time.perf_counter() - begin)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=384, help="longer side of the images in pixels (the chapter's headline size)")
-    parser.add_argument("--layers", choices=["assignment", "paper"], default="assignment")
-    parser.add_argument("--seconds", type=float, default=60, help="optimisation time of each run in part 1")
-    parser.add_argument("--evaluations", type=int, default=3, help="evaluations per timed block in part 2")
-    parser.add_argument("--rounds", type=int, default=6, help="timed blocks per implementation in part 2, interleaved")
-    parser.add_argument("--parts", default="tutorial,timing,precision", help="which parts to run, comma-separated")
-    parser.add_argument("--precision-size", type=int, default=512, help="longer side of the images in part 4 (the chapter's headline size)")
-    parser.add_argument("--precision-seconds", type=float, default=60, help="optimisation time of each run in part 4")
-    parser.add_argument("--content", default="building")
-    parser.add_argument("--style", default="the-exit-of-the-russian-ballet")
-    args = parser.parse_args()
-    layers = ASSIGNMENT_LAYERS if args.layers == "assignment" else PAPER_LAYERS
-    parts = set(args.parts.split(","))
-    if parts - {"tutorial", "timing", "precision"}: parser.error(f"unknown parts {sorted(parts - {'tutorial', 'timing', 'precision'})}")
-
-    print(f"{device_name()}, torch {torch.__version__}, load average at start: {os.getloadavg()}")
-    measured, (theory, formula) = matmul_gflops(), theoretical_gflops()
-    pretrained = vgg19_features()
+def implementations(args, pretrained, layers):
+    "The implementations parts 1 and 2 compare, checked to give the same losses and image gradients: (objectives, losses, content, wc, ws)."
     content = image_tensor(q3_images("content")[args.content], args.size)
     style = fit_to(q3_images("styles")[args.style], *content.shape[-2:])
 
@@ -241,8 +223,34 @@ def main():
         assert abs(c - reference[0]) <= 1e-4 * abs(reference[0]) and abs(s - reference[1]) <= 1e-4 * abs(reference[1]), (k, c, s, reference)
         assert gradient_difference < 1e-2, (k, gradient_difference)
 
-    if "tutorial" in parts: tutorial_part(args, objectives, losses, content, wc, ws)
-    honest = timing_part(args, objectives, losses, content, wc, ws, measured, theory, formula) if "timing" in parts else True
+    return objectives, losses, content, wc, ws
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=384, help="longer side of the images in pixels (the chapter's headline size)")
+    parser.add_argument("--layers", choices=["assignment", "paper"], default="assignment")
+    parser.add_argument("--seconds", type=float, default=60, help="optimisation time of each run in part 1")
+    parser.add_argument("--evaluations", type=int, default=3, help="evaluations per timed block in part 2")
+    parser.add_argument("--rounds", type=int, default=6, help="timed blocks per implementation in part 2, interleaved")
+    parser.add_argument("--parts", default="tutorial,timing,precision", help="which parts to run, comma-separated")
+    parser.add_argument("--precision-size", type=int, default=512, help="longer side of the images in part 4 (the chapter's headline size)")
+    parser.add_argument("--precision-seconds", type=float, default=60, help="optimisation time of each run in part 4")
+    parser.add_argument("--content", default="building")
+    parser.add_argument("--style", default="the-exit-of-the-russian-ballet")
+    args = parser.parse_args()
+    layers = ASSIGNMENT_LAYERS if args.layers == "assignment" else PAPER_LAYERS
+    parts = set(args.parts.split(","))
+    if parts - {"tutorial", "timing", "precision"}: parser.error(f"unknown parts {sorted(parts - {'tutorial', 'timing', 'precision'})}")
+
+    print(f"{device_name()}, torch {torch.__version__}, load average at start: {os.getloadavg()}")
+    pretrained = vgg19_features()
+    honest = True
+    if parts & {"tutorial", "timing"}:
+        objectives, losses, content, wc, ws = implementations(args, pretrained, layers)
+        if "tutorial" in parts: tutorial_part(args, objectives, losses, content, wc, ws)
+        if "timing" in parts:
+            measured, (theory, formula) = matmul_gflops(), theoretical_gflops()
+            honest = timing_part(args, objectives, losses, content, wc, ws, measured, theory, formula)
     if "precision" in parts: precision_part(args, pretrained, layers)
     print(f"\nload average at end: {os.getloadavg()}")
     if not honest: sys.exit(1)

@@ -175,18 +175,16 @@ class StyleObjective:
         content, style = [], []
         def tap(name):
             def add_losses(features):
-                if features.dtype != torch.float32:
-                    # bf16 has too few digits for a Gram matrix summed over thousands of positions: the losses read a float32
-                    # copy, and the network goes on in bf16 (a float32 input would be cast back at the next convolution)
-                    copy = features.float()
-                    if name in self.content_targets: content.append(with_content_loss(copy, self.content_targets[name])[1])
-                    if name in self.style_targets: style.append(with_style_loss(copy, self.style_targets[name])[1])
-                    return features
+                # bf16 has too few digits for a Gram matrix summed over thousands of positions, so the losses read the
+                # features in float32 (the same tensor when they are float32 already)
+                tapped = features.float()
                 if name in self.content_targets:
-                    features, loss = with_content_loss(features, self.content_targets[name]); content.append(loss)
+                    tapped, loss = with_content_loss(tapped, self.content_targets[name]); content.append(loss)
                 if name in self.style_targets:
-                    features, loss = with_style_loss(features, self.style_targets[name]); style.append(loss)
-                return features
+                    tapped, loss = with_style_loss(tapped, self.style_targets[name]); style.append(loss)
+                # a float32 network goes on through the losses' pass-through (their fused backward adds its gradient);
+                # a bf16 one goes on in bf16, since a float32 input would be cast back at the next convolution
+                return tapped if features.dtype == torch.float32 else features
             return add_losses
         with autocast(precision or self.precision, image.device):
             self.extractor(image, taps={name: tap(name) for name in {*self.content_targets, *self.style_targets}})
