@@ -20,12 +20,16 @@
 4. Precision: the float32 loss reached at equal wall time on the main pair at `--precision-size` (512, the chapter's
    headline size), by L-BFGS as the chapter runs it (`optimise`), with the network in
    - float32;
-   - bf16 (autocast), the Gram matrices and losses in float32 (`StyleObjective(precision="bf16")`);
-   - bf16 until the loss flattens (the chapter's rule), then float32 from that image for the rest of the time.
-   Each run's best image so far is re-evaluated with the network in float32 at every twelfth of the time (outside
-   the timed optimisation); the curves go to `figures/q3_precision.csv`, which the Q3 chapter shows. The last line
-   is `SUMMARY bf16_vs_fp32=R ...`: float32's loss over bf16's at the full time (above 1: bf16 reached the lower
-   loss), and the seconds per evaluation of both.
+   - bf16 (autocast), the tapped features copied to float32 for the Gram products
+     (`StyleObjective(precision="bf16", float32_features=True)`);
+   - bf16, the Gram products in bf16 too (`StyleObjective(precision="bf16")`).
+   The differences from the targets and the losses are float32 in all three. Each runs from the chapter's two starts
+   (the content image, and the content image plus noise of one grey level), so the spread shows the run-to-run noise.
+   Each run's best image so far is
+   re-evaluated with the network in float32 at every twelfth of the time (outside the timed optimisation); the curves
+   go to `figures/q3_precision.csv`, which the Q3 chapter shows and chooses its precision from. The last line is
+   `SUMMARY fp32_over_bf16=R fp32_over_bf16_gram=R ...`: float32's mean loss over each bf16 setting's at the full time
+   (above 1: the bf16 setting reached the lower loss), and the seconds per evaluation of each.
 
     CVBOOK_WEIGHTS=... CVBOOK_DATA=... CVBOOK_OFFLINE=1 python benchmarks/q3_style.py [--size 384] [--layers assignment|paper] [--seconds 60]
         [--parts tutorial,timing,precision] [--precision-size 512] [--precision-seconds 60]
@@ -51,8 +55,8 @@ from cvbook.speed import matmul_gflops, report_fractions, theoretical_gflops
 from cvbook.data import q3_images
 from cvbook.core import fast_precision, figures_dir
 from cvbook.runs import write_csv
-from cvbook.style import (ASSIGNMENT_LAYERS, FLAT, FLAT_WINDOW, PAPER_LAYERS, VGG19_LAYERS, StyleObjective, VGGFeatures,
-                          fit_to, image_tensor, loss_scales, optimise)
+from cvbook.style import (ASSIGNMENT_LAYERS, PAPER_LAYERS, VGG19_LAYERS, StyleObjective, VGGFeatures,
+                          fit_to, image_tensor, loss_scales, optimise, start_image)
 from cvbook.weights import vgg19_features
 
 
@@ -95,7 +99,8 @@ def tutorial_model(cnn, normalization, style_img, content_img, content_layers, s
     return (model[:last + 1] if trim else model), style_losses, content_losses
 
 
-BETA = 10.0   # beta/alpha of the chapter's main pair
+BETA = 10.0       # beta/alpha of the chapter's main pair
+STARTS = (0, 1)   # the starts of part 4's runs (`cvbook.style.start_image`), as the chapter's comparisons of optimisers use
 
 # ---- loss reached at equal wall time -------------------------------------------------------------------------
 class TimeUp(Exception):
@@ -149,30 +154,24 @@ class BestSoFar:
     def seen(self, row):
         if row["loss"] == row["best"]: self.image = self.last.detach().clone()
 
-def precision_run(objective, start, wc, ws, seconds, schedule):
-    """L-BFGS (`optimise`) for `seconds` of optimisation through the precisions of `schedule`, each but the last until the
-    loss flattens (the chapter's rule), the last until the time is up, each stage from the previous stage's best image.
-    Returns {mark: float32 loss of the best image so far} at every twelfth of `seconds`, and the evaluations of each stage."""
-    marks, found, spent, evaluations = tuple(seconds * k / 12 for k in range(1, 13)), {}, 0.0, []
+def precision_run(objective, start, wc, ws, seconds, precision, float32_features):
+    """L-BFGS (`optimise`) from `start` for `seconds` of optimisation with the network in `precision` and the Gram products
+    in float32 or not (`StyleObjective.float32_features`). Returns {mark: float32 loss of the best image so far} at every twelfth of
+    `seconds`, and the number of evaluations."""
+    marks, found, rows = tuple(seconds * k / 12 for k in range(1, 13)), {}, []
     def float32_loss(image):
         with torch.no_grad(): c, s = objective.losses(image, "fp32")
         return (wc * c + ws * s).item()
-    image = start
-    for i, precision in enumerate(schedule):
-        objective.precision, last, tracker = precision, i == len(schedule) - 1, BestSoFar(objective)
-        rows = []
-        def callback(row):
-            tracker.seen(row); rows.append(row)
-            for mark in marks:
-                if mark not in found and spent + row["seconds"] >= mark: found[mark] = float32_loss(tracker.image)
-            if spent + row["seconds"] >= seconds: raise TimeUp
-        try: image, _ = optimise(tracker, image, wc, ws, evaluations=10**6, flat=0.0 if last else FLAT, window=FLAT_WINDOW, callback=callback)
-        except TimeUp: pass
-        evaluations.append(len(rows))
-        if len(found) == len(marks): break
-        spent += rows[-1]["seconds"]
-    objective.precision = "fp32"
-    return found, evaluations
+    objective.precision, objective.float32_features, tracker = precision, float32_features, BestSoFar(objective)
+    def callback(row):
+        tracker.seen(row); rows.append(row)
+        for mark in marks:
+            if mark not in found and row["seconds"] >= mark: found[mark] = float32_loss(tracker.image)
+        if row["seconds"] >= seconds: raise TimeUp
+    try: optimise(tracker, start, wc, ws, evaluations=10**6, callback=callback)
+    except TimeUp: pass
+    objective.precision, objective.float32_features = "fp32", False
+    return found, len(rows)
 
 
 # ---- seconds per evaluation ------------------------------------------------------------------------------------
@@ -305,24 +304,30 @@ def precision_part(args, pretrained, layers):
     wc, ws = 1 / content_scale, BETA / style_scale
     fast = fast_precision()
     if fast == "fp32": print(f"\n4. precision: this processor has no bf16 matrix units (fast_precision is fp32); nothing to compare"); return
-    schedules = {"float32": ["fp32"], f"{fast} network, float32 losses": [fast], f"{fast} until flat, then float32": [fast, "fp32"]}
+    arms = {"float32": ("fp32", False), f"{fast} network, float32 Gram products": (fast, True),
+            f"{fast} network and Gram products": (fast, False)}
     t = args.precision_seconds
     print(f"\n4. precision: {args.content} x {args.style}, {content.shape[-2]}x{content.shape[-1]}, {args.layers} layers, beta/alpha "
           f"{BETA:g}; the float32 loss of each run's best image so far (it starts at {BETA:g}), {t:.0f} s of optimisation each")
-    results = {label: precision_run(objective, content, wc, ws, t, schedule) for label, schedule in schedules.items()}
+    # every arm from the chapter's two starts (`start_image`): how far they end apart is the run-to-run noise
+    results = {(label, seed): precision_run(objective, start_image(content, seed), wc, ws, t, *arms[label])
+               for seed in STARTS for label in arms}
     shown = (t / 4, t / 2, t)
-    print(f"   {'':36s} " + "  ".join(f"loss by {m:3.0f} s" for m in shown) + "  evaluations per stage")
-    for label, (found, evaluations) in results.items():
-        print(f"   {label:36s} " + "  ".join(f"{found[m]:11.4g}" for m in shown) + f"  {' then '.join(map(str, evaluations))}")
-    where = write_csv([{"run": label, "seconds": round(m, 2), "float32 loss": round(loss, 5), "evaluations": "+".join(map(str, evaluations)),
-                        "size": f"{content.shape[-2]}x{content.shape[-1]}", "beta/alpha": BETA, "device": device_name()}
-                       for label, (found, evaluations) in results.items() for m, loss in sorted(found.items())],
+    print(f"   {'':40s} start " + "  ".join(f"loss by {m:3.0f} s" for m in shown) + "  evaluations")
+    for (label, seed), (found, evaluations) in results.items():
+        print(f"   {label:40s} {seed:5d} " + "  ".join(f"{found[m]:11.4g}" for m in shown) + f"  {evaluations}")
+    where = write_csv([{"run": label, "start": seed, "precision": arms[label][0], "float32 features": arms[label][1], "seconds": round(m, 2),
+                        "float32 loss": round(loss, 5), "evaluations": evaluations, "size": f"{content.shape[-2]}x{content.shape[-1]}",
+                        "beta/alpha": BETA, "device": device_name()}
+                       for (label, seed), (found, evaluations) in results.items() for m, loss in sorted(found.items())],
                       figures_dir()/"q3_precision.csv")
     print(f"   curves written to {where}")
-    ratio = results["float32"][0][t] / results[f"{fast} network, float32 losses"][0][t]
-    pace = {label: t / sum(evaluations) for label, (_, evaluations) in results.items()}
-    print(f"SUMMARY bf16_vs_fp32={ratio:.3f} seconds_per_evaluation_fp32={pace['float32']:.3f} "
-          f"seconds_per_evaluation_bf16={pace[f'{fast} network, float32 losses']:.3f}")
+    # float32's mean loss over each arm's at the full time (above 1: the arm reached the lower loss), seconds per evaluation
+    mean = {label: statistics.mean(results[label, seed][0][t] for seed in STARTS) for label in arms}
+    pace = {label: t * len(STARTS) / sum(results[label, seed][1] for seed in STARTS) for label in arms}
+    short = {label: "fp32" if arm[0] == "fp32" else f"{arm[0]}" + ("" if arm[1] else "_gram") for label, arm in arms.items()}
+    print("SUMMARY " + " ".join(f"fp32_over_{short[label]}={mean['float32'] / mean[label]:.3f}" for label in arms if label != "float32")
+          + " " + " ".join(f"seconds_per_evaluation_{short[label]}={pace[label]:.3f}" for label in arms))
 
 if __name__ == "__main__":
     main()

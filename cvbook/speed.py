@@ -127,8 +127,9 @@ class _StyleLoss(torch.autograd.Function):
     def forward(ctx, features, target_gram):
         _, c, h, w = features.shape
         m, positions_first = _matrices(features)
-        gram = (m.transpose(1, 2) @ m if positions_first else m @ m.transpose(1, 2)) / (c * h * w)
-        difference = gram - target_gram
+        with torch.autocast(features.device.type, enabled=False):    # the product in the features' own precision
+            gram = (m.transpose(1, 2) @ m if positions_first else m @ m.transpose(1, 2)) / (c * h * w)
+        difference = gram - target_gram                               # in the wider type of the two (float32 for bf16 features)
         ctx.save_for_backward(features, difference)
         ctx.set_materialize_grads(False)
         return features.view_as(features), difference.pow(2).mean()
@@ -138,7 +139,7 @@ class _StyleLoss(torch.autograd.Function):
         if grad_loss is None: return grad_features, None
         features, difference = ctx.saved_tensors
         _, c, h, w = features.shape
-        scaled = difference * (grad_loss * 4 / (difference.numel() * c * h * w))
+        scaled = (difference * (grad_loss * 4 / (difference.numel() * c * h * w))).to(features.dtype)
         m, positions_first = _matrices(features)
         if grad_features is None: grad = m @ scaled if positions_first else scaled @ m
         else:
@@ -152,6 +153,7 @@ class _ContentLoss(torch.autograd.Function):
     def forward(ctx, features, target):
         difference = features - target
         ctx.save_for_backward(difference)
+        ctx.dtype = features.dtype
         ctx.set_materialize_grads(False)
         return features.view_as(features), difference.pow(2).sum()
 
@@ -159,13 +161,13 @@ class _ContentLoss(torch.autograd.Function):
     def backward(ctx, grad_features, grad_loss):
         if grad_loss is None: return grad_features, None
         difference, = ctx.saved_tensors
-        grad = difference * (2 * grad_loss)
+        grad = (difference * (2 * grad_loss)).to(ctx.dtype)
         return (grad if grad_features is None else grad.add_(grad_features)), None
 
 def with_style_loss(features: torch.Tensor, target_gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "(`features` unchanged, the mean squared difference between their Gram matrix and `target_gram`), with a fused backward."
+    "(`features` unchanged, the mean squared difference between their Gram matrix and `target_gram`), with a fused backward; the Gram matrix is computed in the features' precision (also under autocast), the difference and loss in the wider of theirs and the target's."
     return _StyleLoss.apply(features, target_gram)
 
 def with_content_loss(features: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    "(`features` unchanged, `content_loss(features, target)`), with a fused backward."
+    "(`features` unchanged, `content_loss(features, target)`), with a fused backward; the difference and loss in the wider of the features' and the target's precision."
     return _ContentLoss.apply(features, target)

@@ -31,7 +31,8 @@ from .weights import Pretrained, vgg19_features
 __all__ = ['VGG19_LAYERS', 'ASSIGNMENT_LAYERS', 'PAPER_LAYERS', 'FLAT', 'FLAT_WINDOW', 'vgg19_layer_names', 'nth_conv', 'Layers',
            'VGGFeatures', 'scaled_size', 'image_tensor', 'fit_to', 'to_pil', 'min_side', 'check_inputs', 'content_loss',
            'gram_matrix', 'style_loss', 'StyleObjective', 'flattened', 'projected_gradient', 'optimise', 'loss_scales',
-           'StyleConfig', 'Transfer', 'transfer', 'stylize', 'check_output', 'write_image', 'stylize_cli']
+           'StyleConfig', 'Transfer', 'start_image', 'transfer', 'stylize', 'check_output', 'write_image',
+           'stylize_cli']
 
 # %% ../chapters/30_style.ipynb #468fdf9b
 def vgg19_layer_names(blocks: tuple[int, ...] = (2, 2, 4, 4, 4)) -> list[str]:
@@ -161,10 +162,12 @@ def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.
 # %% ../chapters/30_style.ipynb #8635abe2
 class StyleObjective:
     """Content and style losses of an image against targets computed once (in float32) from a content and a style image.
-    `precision` (a `cvbook.core.PRECISIONS` name) is the network's arithmetic in `losses`; the Gram matrices and losses stay float32."""
+    `precision` (a `cvbook.core.PRECISIONS` name) is the network's arithmetic in `losses`. The Gram products run in the
+    precision of the features they read: the network's, or float32 with `float32_features` (the tapped features copied
+    to float32 first). The differences from the targets and the losses are float32 either way."""
     def __init__(self, extractor: VGGFeatures, layers: Layers, content_image: torch.Tensor, style_image: torch.Tensor,
-                 precision: str = "fp32"):
-        self.extractor, self.precision = extractor, precision
+                 precision: str = "fp32", float32_features: bool = False):
+        self.extractor, self.precision, self.float32_features = extractor, precision, float32_features
         with torch.no_grad():
             content, style = extractor(content_image), extractor(style_image)
         self.content_targets = {k: content[k] for k in layers.content}
@@ -175,16 +178,14 @@ class StyleObjective:
         content, style = [], []
         def tap(name):
             def add_losses(features):
-                # bf16 has too few digits for a Gram matrix summed over thousands of positions, so the losses read the
-                # features in float32 (the same tensor when they are float32 already)
-                tapped = features.float()
+                tapped = features.float() if self.float32_features else features   # the same tensor when already float32
                 if name in self.content_targets:
                     tapped, loss = with_content_loss(tapped, self.content_targets[name]); content.append(loss)
                 if name in self.style_targets:
                     tapped, loss = with_style_loss(tapped, self.style_targets[name]); style.append(loss)
-                # a float32 network goes on through the losses' pass-through (their fused backward adds its gradient);
-                # a bf16 one goes on in bf16, since a float32 input would be cast back at the next convolution
-                return tapped if features.dtype == torch.float32 else features
+                # the network goes on through the losses' pass-through (their fused backward adds its gradient), unless
+                # that is a float32 copy of bf16 features, which the next convolution would cast back
+                return tapped if tapped.dtype == features.dtype else features
             return add_losses
         with autocast(precision or self.precision, image.device):
             self.extractor(image, taps={name: tap(name) for name in {*self.content_targets, *self.style_targets}})
@@ -276,6 +277,7 @@ class StyleConfig:
     beta: float = 1.0           # weight of the style loss, in units of its value at the content image
     weights: str = ""           # the VGG19 weights' name (Pretrained.name)
     precision: str = "fp32"     # the network's arithmetic (`StyleObjective`); the losses are float32 either way
+    float32_features: bool = False  # the Gram products in float32 rather than in the network's precision (`StyleObjective`)
     seed: int = 0               # 0: start from the content image; otherwise from it plus noise of one grey level drawn with this seed
 
 @dataclass
@@ -296,22 +298,24 @@ class Transfer:
         "The history row of the returned image: the evaluation with the lowest loss."
         return min(self.history, key=lambda row: row["loss"])
 
+def start_image(content: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    "Where an optimisation starts: the content image for `seed` 0, else the content image plus noise of one grey level drawn with `seed` (a second start a hair away from the first: how far two runs end apart is the run-to-run noise)."
+    if not seed: return content
+    noise = torch.randn(content.shape, generator=torch.Generator().manual_seed(seed)).to(content.device)
+    return (content + noise / 255).clamp(0, 1)
+
 def transfer(pretrained: Pretrained, content_path: Path, style_path: Path, size: int, layers: Layers, alpha: float = 1.0,
              beta: float = 1.0, optimizer: str = "lbfgs", evaluations: int = 300, lr: float = 1.0, flat: float = 0.0,
              window: int = FLAT_WINDOW, projected: bool = True, device: str | torch.device = "cpu", precision: str = "fp32",
-             seed: int = 0, callback: Callable[[dict], None] | None = None) -> Transfer:
-    "Paint the content image (longer side `size`) in the style of the other with `optimise`, the losses weighted `alpha` and `beta` in units of their `loss_scales`, the network in `precision`, starting from the content image (plus noise of one grey level, drawn with `seed`, unless `seed` is 0); `callback` gets every history row with its weighted content and style losses added."
+             float32_features: bool = False, seed: int = 0, callback: Callable[[dict], None] | None = None) -> Transfer:
+    "Paint the content image (longer side `size`) in the style of the other with `optimise`, the losses weighted `alpha` and `beta` in units of their `loss_scales`, the network in `precision` (the Gram products too, unless `float32_features`), starting from the content image (plus noise of one grey level, drawn with `seed`, unless `seed` is 0); `callback` gets every history row with its weighted content and style losses added."
     content = image_tensor(content_path, size).to(device)
     style = fit_to(style_path, *content.shape[-2:]).to(device)
-    objective = StyleObjective(VGGFeatures(pretrained, layers.all).to(device), layers, content, style, precision)
+    objective = StyleObjective(VGGFeatures(pretrained, layers.all).to(device), layers, content, style, precision, float32_features)
     content_scale, style_scale = loss_scales(objective, content, style)
     wc, ws = alpha / content_scale, beta / style_scale
     log = callback and (lambda row: callback({**row, "weighted_content": wc * row["content"], "weighted_style": ws * row["style"]}))
-    start = content
-    if seed:    # a second start a hair away from the first: how far two runs end apart is the run-to-run noise
-        noise = torch.randn(content.shape, generator=torch.Generator().manual_seed(seed)).to(device)
-        start = (content + noise / 255).clamp(0, 1)
-    image, history = optimise(objective, start, wc, ws, optimizer, evaluations, lr, flat, window, projected, log)
+    image, history = optimise(objective, start_image(content, seed), wc, ws, optimizer, evaluations, lr, flat, window, projected, log)
     with torch.no_grad(): final = objective.losses(image, "fp32")    # every reported loss is float32's, whatever the run used
     return Transfer(content, style, image, history, content_scale, style_scale, wc, ws, *(loss.item() for loss in final))
 
@@ -322,7 +326,7 @@ def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, sty
     def body(run):
         done = transfer(pretrained, content_path, style_path, config.size, layers, config.alpha, config.beta, config.optimizer,
                         config.evaluations, config.lr, config.flat, config.window, config.projected, precision=config.precision,
-                        seed=config.seed, callback=lambda row: run.log(**row))
+                        float32_features=config.float32_features, seed=config.seed, callback=lambda row: run.log(**row))
         to_pil(done.image).save(run.folder/"result.png")
         run.log_images(f"{config.content} x {config.style}", content=to_pil(done.content), style=to_pil(done.style), result=to_pil(done.image))
         best, wc, ws, c, s = done.best, done.content_weight, done.style_weight, done.content_loss, done.style_loss
