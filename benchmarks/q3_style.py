@@ -325,7 +325,7 @@ def precision_part(args, pretrained, layers):
     # float32's mean loss over each arm's at the full time (above 1: the arm reached the lower loss), seconds per evaluation
     mean = {label: statistics.mean(results[label, seed][0][t] for seed in STARTS) for label in arms}
     pace = {label: t * len(STARTS) / sum(results[label, seed][1] for seed in STARTS) for label in arms}
-    short = {label: "fp32" if arm[0] == "fp32" else f"{arm[0]}" + ("" if arm[1] else "_gram") for label, arm in arms.items()}
+    short = {label: "fp32" if arm[0] == "fp32" else arm[0] + ("" if arm[1] else "_gram") for label, arm in arms.items()}
     print("SUMMARY " + " ".join(f"fp32_over_{short[label]}={mean['float32'] / mean[label]:.3f}" for label in arms if label != "float32")
           + " " + " ".join(f"seconds_per_evaluation_{short[label]}={pace[label]:.3f}" for label in arms))
 
