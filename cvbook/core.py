@@ -18,11 +18,12 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['FOLDER_VARIABLES', 'PROFILES', 'PRECISIONS', 'BOOK_DPI', 'PAGE_WIDTH', 'started_in', 'absolute_folder_variables',
-           'project_root', 'FolderError', 'data_root', 'weights_dir', 'cache_dir', 'results_dir', 'current_profile',
-           'by_profile', 'figures_dir', 'seed_everything', 'default_device', 'cpu_flags', 'bf16_matrix_units',
-           'fast_precision', 'precision_candidates', 'autocast', 'book_style', 'title_size', 'wrapped', 'show_photos',
-           'sha256_file', 'device_name', 'environment', 'run_size']
+__all__ = ['FOLDER_VARIABLES', 'PROFILES', 'PRECISIONS', 'BOOK_DPI', 'PAGE_WIDTH', 'RECORD_DEVICES', 'started_in',
+           'absolute_folder_variables', 'project_root', 'FolderError', 'data_root', 'weights_dir', 'cache_dir',
+           'results_dir', 'current_profile', 'by_profile', 'figures_dir', 'seed_everything', 'default_device',
+           'cpu_flags', 'bf16_matrix_units', 'fast_precision', 'precision_candidates', 'autocast', 'book_style',
+           'title_size', 'wrapped', 'show_photos', 'sha256_file', 'cpu_model', 'bf16_units', 'device_name',
+           'environment', 'run_size']
 
 # %% ../chapters/00_core.ipynb #146ca2e7
 FOLDER_VARIABLES = ("CVBOOK_ROOT", "CVBOOK_DATA", "CVBOOK_WEIGHTS", "CVBOOK_CACHE", "CVBOOK_RESULTS")
@@ -205,21 +206,35 @@ def sha256_file(path) -> str:
     return _sha256(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
 
 # %% ../chapters/00_core.ipynb #aa73372c
+def cpu_model(cpuinfo: str | None = None) -> str:
+    "The CPU's model name from `cpuinfo` (default /proc/cpuinfo), else the machine type, e.g. 'x86_64'."
+    if cpuinfo is None: cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+    return found.group(1).strip() if found else platform.machine()
+
+def bf16_units(cpuinfo: str | None = None) -> str:
+    "Which bfloat16 matrix units the CPU has, in words: 'AMX', 'AVX-512 BF16' or 'no bf16 units'."
+    flags = cpu_flags(cpuinfo)
+    return "AMX" if "amx_bf16" in flags else "AVX-512 BF16" if "avx512_bf16" in flags else "no bf16 units"
+
 def device_name(device=None) -> str:
-    "A readable name for `device`: the GPU model, or the CPU with its thread count."
+    "A readable name for `device`: the GPU model, or the CPU's model with its thread count and bfloat16 units, so that a record says which kind of machine computed it."
     device = torch.device(device or default_device())
     if device.type == "cuda": return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"
+    return f"{cpu_model()} ({torch.get_num_threads()} threads, {bf16_units()})"
 
 def environment() -> dict:
-    "What a run ran on: profile, device, library versions."
+    "What a run ran on: profile, device (`device_name`), library versions."
     import torchvision
     return {"profile": current_profile(), "device": device_name(), "torch": torch.__version__,
             "torchvision": torchvision.__version__, "python": platform.python_version(),
             "cpus": os.cpu_count()}
 
-def run_size(**sizes) -> str:
-    "A one-line statement of what a figure or table came from, e.g. `run_size(train_images=5000, epochs=4)`."
-    parts = [f"profile {current_profile()}", f"device {device_name()}"]
+RECORD_DEVICES: set[str] = set()   # the devices that computed the run records this process has read (cvbook.runs adds them)
+
+def run_size(computed_on: str | None = None, **sizes) -> str:
+    "A one-line statement of what a figure or table came from, e.g. `run_size(train_images=5000, epochs=4)`. The device is `computed_on`, else the devices that computed the run records read so far (`RECORD_DEVICES`: a chapter that reuses records made elsewhere names that machine), else this machine."
+    device = computed_on or " and ".join(sorted(RECORD_DEVICES)) or device_name()
+    parts = [f"profile {current_profile()}", f"device {device}"]
     parts += [f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' ')} {v}" for k, v in sizes.items()]
     return "Run size: " + " · ".join(parts)

@@ -21,13 +21,14 @@ from filelock import FileLock, Timeout
 from tqdm.auto import tqdm as _tqdm_auto
 from tqdm.std import tqdm as _tqdm_text
 
-from .core import environment, project_root, results_dir
+from .core import RECORD_DEVICES, environment, project_root, results_dir
 from .data import shown_path
 
 # %% auto #0
-__all__ = ['LINE_STYLES', 'MARKERS', 'PDF_LINE', 'PANDOC_COLUMNS', 'progress', 'as_dict', 'run_key', 'ResultsError',
-           'read_result_file', 'Run', 'RunResult', 'load_result', 'start_wandb', 'DiskFull', 'cached_run',
-           'plot_histories', 'column_widths', 'markdown_table', 'write_csv', 'read_csv']
+__all__ = ['MEASURED', 'ARITHMETIC', 'PLACEMENT', 'STATUS_VARIABLE', 'LINE_STYLES', 'MARKERS', 'PDF_LINE', 'PANDOC_COLUMNS',
+           'progress', 'as_dict', 'experiment_config', 'run_key', 'ResultsError', 'read_result_file', 'Run',
+           'RunResult', 'load_result', 'start_wandb', 'DiskFull', 'tell', 'cached_run', 'plot_histories',
+           'column_widths', 'markdown_table', 'write_csv', 'read_csv']
 
 # %% ../chapters/03_runs.ipynb #34cd7c49
 def _interactive() -> bool:
@@ -44,11 +45,19 @@ def as_dict(config) -> dict:
     "A configuration (dataclass or mapping) as a plain dict."
     return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
 
-def run_key(experiment: str, config, inputs: dict[str, str] | None = None) -> str:
-    "A 12-character key from the experiment's name, its configuration and its input checksums."
-    payload = json.dumps({"experiment": experiment, "config": as_dict(config), "inputs": inputs or {}},
-                         sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+MEASURED = ("auto", None)   # the value of a setting left to the machine, which measures its fastest choice
+ARITHMETIC = ("precision", "channels_last", "float32_features")   # how a run computes, not what it computes
+PLACEMENT = ("device", "compile")   # where a run executes: never part of what it is
+
+def experiment_config(config) -> dict:
+    "What names the experiment in `config`: all of it but the `PLACEMENT` settings and the `ARITHMETIC` ones left to the machine (`MEASURED`); a run records those, but they do not split the cache, so a record made on one machine is reused on any other."
+    return {k: v for k, v in as_dict(config).items() if k not in PLACEMENT and not (k in ARITHMETIC and v in MEASURED)}
+
+def run_key(experiment: str, config, inputs: dict[str, str] | None = None, version: int = 0) -> str:
+    "A 12-character key from the experiment's name, its `experiment_config`, its input checksums and the `version` of the code that computes it (raised when a change alters what such a run computes, so a stale record is never reused)."
+    payload = {"experiment": experiment, "config": experiment_config(config), "inputs": inputs or {}}
+    if version: payload["version"] = version
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 # %% ../chapters/03_runs.ipynb #3a3ba951
 def _jsonable(value):
@@ -162,6 +171,9 @@ def load_result(folder: Path, cached: bool = True) -> RunResult:
     folder = Path(folder)
     history = read_result_file(folder/"history.jsonl") if (folder/"history.jsonl").exists() else []
     config, metrics, env = (read_result_file(folder/name) for name in ("config.json", "metrics.json", "env.json"))
+    for name, content, needs in (("config.json", config, "config"), ("env.json", env, "device")):
+        if not isinstance(content, dict) or needs not in content: raise _damaged(folder/name, f"has no {needs!r} entry")
+    RECORD_DEVICES.add(env["device"])    # for the Run size lines of what the chapter shows from it
     return RunResult(folder.parent.name, folder.name, folder, config["config"], history, metrics, env, cached)
 
 # %% ../chapters/03_runs.ipynb #aeb266ac
@@ -198,32 +210,51 @@ def _locked(lock: FileLock, what: str):
         print(f"waiting for {what}: another process is running it (lock {shown_path(lock.lock_file)})", file=sys.stderr, flush=True)
         return lock.acquire()
 
+STATUS_VARIABLE = "CVBOOK_STATUS"   # a file `cvbook_build` relays to its terminal and counts runs from
+
+def tell(event: str, text: str) -> None:
+    "Report a run to the person waiting for it: `event` is 'reused', 'training' or 'trained'. With `$CVBOOK_STATUS` set (by `cvbook_build`, which relays the lines and counts the runs) a tab-separated line goes to that file; else the text goes to stderr, except for a reused run, which is not news."
+    if (path := os.environ.get(STATUS_VARIABLE)):
+        with open(path, "a") as f: f.write(f"{event}\t{text}\n")
+    elif event != "reused": print(text, file=sys.stderr, flush=True)
+
+def _reused(result: RunResult, what: str) -> RunResult:
+    tell("reused", what)
+    return result
+
 def cached_run(experiment: str, config, body: Callable[[Run], dict], inputs: dict[str, str] | None = None,
-               name: str | None = None) -> RunResult:
-    "Run `body(run)` once for this `config` and `inputs` (name -> sha256), returning its stored result ever after; one process at a time runs a key."
-    cfg = as_dict(config)
-    key = run_key(experiment, cfg, inputs)
-    folder = results_dir()/experiment/key
-    if _finished(folder, say=False): return load_result(folder, cached=True)
-    env = environment()  # everything that can fail is done before the body runs, so no work is lost to it
+               name: str | None = None, resolve: Callable | None = None, version: int = 0, root: Path | None = None) -> RunResult:
+    "Run `body(run)` once for this `config`, `inputs` (name -> sha256) and code `version` (`run_key`), returning its stored result (kept in `root`, default `results_dir()`) ever after; one process at a time runs a key. `resolve(config)`, when given, is called only when the run must be computed, to fill in the settings left to the machine (`MEASURED`): `run.config` and `config.json` hold what it returns."
+    key = run_key(experiment, config, inputs, version)
+    folder = Path(root or results_dir())/experiment/key
     what = f"run {experiment}/{key}" + (f" ({name})" if name else "")
+    if _finished(folder, say=False): return _reused(load_result(folder, cached=True), what)
+    env = environment()  # everything that can fail is done before the body runs, so no work is lost to it
     folder.parent.mkdir(parents=True, exist_ok=True)
     # The lock file sits beside the run's folder, so deleting a run's folder never removes a lock that is held.
     # It is an OS lock (flock): the kernel releases it when its process dies, so a killed run never blocks the next.
     with _locked(FileLock(folder.parent/f"{key}.lock"), what):
-        if _finished(folder): return load_result(folder, cached=True)  # another process finished it while this one waited
-        try: return _execute(experiment, cfg, body, inputs, name, key, folder, env)
+        if _finished(folder): return _reused(load_result(folder, cached=True), what)  # another process finished it meanwhile
+        resolved = as_dict(resolve(config) if resolve else config)
+        changed = {k for k in set(resolved) | set(as_dict(config)) if resolved.get(k) != as_dict(config).get(k)}
+        if changed - {k for k, v in as_dict(config).items() if k in ARITHMETIC and v in MEASURED}:
+            raise ValueError(f"resolve may fill in only the settings left to the machine, but changed {sorted(changed)} of {what}")
+        tell("training", f"training {what}")
+        try: result = _execute(experiment, resolved, body, inputs, name, key, folder, env, experiment_config(config), version)
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT): raise
             raise DiskFull(f"the disk holding {shown_path(folder)} is full ({e.strerror}): nothing was recorded as finished for {what}. "
                            f"Free some space (or point CVBOOK_RESULTS at another disk) and run again: the run resumes "
                            f"from its last checkpoint.") from None
+        tell("trained", f"trained {what} in {result.env['seconds']:.0f} s")
+        return result
 
 def _execute(experiment: str, cfg: dict, body: Callable[[Run], dict], inputs: dict[str, str] | None, name: str | None, key: str,
-             folder: Path, env: dict) -> RunResult:
+             folder: Path, env: dict, keyed: dict, version: int) -> RunResult:
     "Run `body` in `folder` (held by this process), writing `env.json` and then `metrics.json` once it returns."
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder/"config.json", {"experiment": experiment, "name": name, "config": cfg, "inputs": inputs or {}})
+    _write_json(folder/"config.json", {"experiment": experiment, "name": name, "config": cfg, "inputs": inputs or {},
+                                       "key_config": keyed, "version": version})
     run = Run(folder, cfg)
     run.start()
     run.wandb = wb = start_wandb(experiment, name or key, cfg, key)
@@ -232,7 +263,8 @@ def _execute(experiment: str, cfg: dict, body: Callable[[Run], dict], inputs: di
         metrics = body(run)
         if not isinstance(metrics, dict) or not metrics:
             raise ValueError(f"the body of {experiment!r} must return a non-empty dict of metrics, not {metrics!r}")
-        _write_json(folder/"env.json", {**env, "seconds": time.perf_counter() - start, "inputs": inputs or {}})
+        arithmetic = {k: cfg[k] for k in (*ARITHMETIC, *PLACEMENT) if k in cfg}
+        _write_json(folder/"env.json", {**env, "arithmetic": arithmetic, "seconds": time.perf_counter() - start, "inputs": inputs or {}})
         _write_json(folder/"metrics.json", metrics)
         # only now, with the result safely written, is the checkpoint dropped: it can be 90 MB and is not kept
         run.checkpoint_path.unlink(missing_ok=True)

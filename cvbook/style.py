@@ -11,7 +11,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -23,16 +23,16 @@ from torch import nn
 
 from .core import autocast, default_device, fast_precision, device_name, sha256_file
 from .data import DataError, load_image, shown_path
-from .runs import RunResult, cached_run, progress
+from .runs import MEASURED, RunResult, cached_run, progress
 from .speed import with_content_loss, with_style_loss
 from .weights import Pretrained, vgg19_features
 
 # %% auto #0
-__all__ = ['VGG19_LAYERS', 'ASSIGNMENT_LAYERS', 'PAPER_LAYERS', 'FLAT', 'FLAT_WINDOW', 'vgg19_layer_names', 'nth_conv', 'Layers',
-           'VGGFeatures', 'scaled_size', 'image_tensor', 'fit_to', 'to_pil', 'min_side', 'check_inputs', 'content_loss',
-           'gram_matrix', 'style_loss', 'StyleObjective', 'flattened', 'projected_gradient', 'optimise', 'loss_scales',
-           'StyleConfig', 'Transfer', 'start_image', 'transfer', 'stylize', 'check_output', 'write_image',
-           'stylize_cli']
+__all__ = ['VGG19_LAYERS', 'ASSIGNMENT_LAYERS', 'PAPER_LAYERS', 'FLAT', 'FLAT_WINDOW', 'STYLE_VERSION', 'vgg19_layer_names',
+           'nth_conv', 'Layers', 'VGGFeatures', 'scaled_size', 'image_tensor', 'fit_to', 'to_pil', 'min_side',
+           'check_inputs', 'content_loss', 'gram_matrix', 'style_loss', 'StyleObjective', 'flattened',
+           'projected_gradient', 'optimise', 'loss_scales', 'StyleConfig', 'Transfer', 'start_image', 'transfer',
+           'stylize', 'check_output', 'write_image', 'stylize_cli']
 
 # %% ../chapters/30_style.ipynb #468fdf9b
 def vgg19_layer_names(blocks: tuple[int, ...] = (2, 2, 4, 4, 4)) -> list[str]:
@@ -319,14 +319,19 @@ def transfer(pretrained: Pretrained, content_path: Path, style_path: Path, size:
     with torch.no_grad(): final = objective.losses(image, "fp32")    # every reported loss is float32's, whatever the run used
     return Transfer(content, style, image, history, content_scale, style_scale, wc, ws, *(loss.item() for loss in final))
 
-def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, style_path: Path) -> tuple[RunResult, Image.Image]:
-    "Run (or reuse) `config` on the two images, checked first (`check_inputs`); returns the stored run and the final image."
+STYLE_VERSION = 1   # raise it when a change alters what a style-transfer run computes (its records are then computed anew)
+
+def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, style_path: Path,
+            arithmetic: dict | None = None) -> tuple[RunResult, Image.Image]:
+    "Run (or reuse) `config` on the two images, checked first (`check_inputs`); returns the stored run and the final image. A `precision` of 'auto' or `float32_features` of None is left to the machine: when the run is computed it is taken from `arithmetic` (default: `fast_precision()`, Gram products in the network's precision); a stored record is reused whatever arithmetic computed it."
     if config.weights != pretrained.name: raise ValueError(f"config.weights {config.weights!r} is not the loaded {pretrained.name!r}")
     layers = Layers(tuple(config.content_layers), tuple(config.style_layers))
+    chosen = arithmetic or {"precision": fast_precision(), "float32_features": False}
+    resolve = lambda c: replace(c, **{k: v for k, v in chosen.items() if getattr(c, k) in MEASURED})
     def body(run):
         done = transfer(pretrained, content_path, style_path, config.size, layers, config.alpha, config.beta, config.optimizer,
-                        config.evaluations, config.lr, config.flat, config.window, config.projected, precision=config.precision,
-                        float32_features=config.float32_features, seed=config.seed, callback=lambda row: run.log(**row))
+                        config.evaluations, config.lr, config.flat, config.window, config.projected, precision=run.config["precision"],
+                        float32_features=run.config["float32_features"], seed=config.seed, callback=lambda row: run.log(**row))
         to_pil(done.image).save(run.folder/"result.png")
         run.log_images(f"{config.content} x {config.style}", content=to_pil(done.content), style=to_pil(done.style), result=to_pil(done.image))
         best, wc, ws, c, s = done.best, done.content_weight, done.style_weight, done.content_loss, done.style_loss
@@ -338,7 +343,8 @@ def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, sty
                 "height": done.image.shape[-2], "width": done.image.shape[-1]}
     check_inputs(content_path, style_path, config.size, layers)
     inputs = {"content": sha256_file(content_path), "style": sha256_file(style_path), "weights": pretrained.sha256 or pretrained.name}
-    result = cached_run("q3_style", config, body, inputs, name=f"{config.content}-x-{config.style}-{config.optimizer}")
+    result = cached_run("q3_style", config, body, inputs, name=f"{config.content}-x-{config.style}-{config.optimizer}",
+                        resolve=resolve, version=STYLE_VERSION)
     return result, load_image(result.folder/"result.png")
 
 # %% ../chapters/30_style.ipynb #91083743

@@ -16,17 +16,17 @@ from sklearn.metrics import confusion_matrix, f1_score
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .core import PRECISIONS, autocast, default_device, device_name, precision_candidates, seed_everything
-from .data import ImageSet
-from .runs import Run, RunResult, cached_run, progress, run_key
+from .core import PRECISIONS, autocast, cache_dir, default_device, device_name, precision_candidates, seed_everything
+from .data import ImageSet, shown_path
+from .runs import ResultsError, Run, RunResult, cached_run, progress, run_key
 from .weights import IMAGENET_MEAN, IMAGENET_STD, Pretrained, resnet18_imagenet
 
 # %% auto #0
-__all__ = ['Q1_BUDGETS', 'Q1_RECIPES', 'OPTIMIZERS', 'STEM_INITS', 'MODELS', 'STEMS', 'PRETRAINED_RESNET_STEMS', 'STAND_IN_STEMS',
-           'Splits', 'make_splits', 'random_crop_flip', 'to_model_input', 'warmup_cosine', 'make_optimizer',
-           'TrainConfig', 'evaluate', 'fit', 'training_rate', 'setting_rates', 'fastest_setting', 'resample_kernel',
-           'init_stem', 'modify_stem', 'efficientnet_classifier', 'stem_name', 'build_resnet18', 'build_model',
-           'gflops_per_image', 'training_gflops_per_image', 'activation_mb_per_image', 'parameter_count',
+__all__ = ['Q1_BUDGETS', 'Q1_RECIPES', 'OPTIMIZERS', 'STEM_INITS', 'MODELS', 'TRAIN_VERSION', 'STEMS', 'PRETRAINED_RESNET_STEMS',
+           'STAND_IN_STEMS', 'Splits', 'make_splits', 'random_crop_flip', 'to_model_input', 'warmup_cosine',
+           'make_optimizer', 'TrainConfig', 'evaluate', 'fit', 'training_rate', 'setting_rates', 'fastest_setting',
+           'resample_kernel', 'init_stem', 'modify_stem', 'efficientnet_classifier', 'stem_name', 'build_resnet18',
+           'build_model', 'gflops_per_image', 'training_gflops_per_image', 'activation_mb_per_image', 'parameter_count',
            'classification_metrics', 'train_run', 'resnet_run', 'q1_run', 'q1_base', 'q1_sweep', 'best_recipe',
            'q1_plan', 'plan_gflops', 'spatial_sizes', 'layer_statistics']
 
@@ -277,7 +277,15 @@ def setting_rates(cfg: TrainConfig, build: Callable[[], nn.Module], seconds: flo
         for r in rates: run.log(**r)
         return {"rates": rates}
     name = f"{cfg.model} {cfg.size}px stem {cfg.stem_kernel}x{cfg.stem_kernel}/{cfg.stem_stride}{'+maxpool' * cfg.maxpool} batch {cfg.batch_size}"
-    return cached_run("train-settings", shape, body, name=name).metrics["rates"]
+    # a measurement of this machine, not a result of the book: kept with the derived data, never in the published records
+    measured = cached_run("train-settings", shape, body, name=name, root=cache_dir())
+    rates = measured.metrics.get("rates")
+    valid = isinstance(rates, list) and {(r.get("precision"), r.get("channels_last")) for r in rates if isinstance(r, dict)} == set(candidates) \
+            and all(isinstance(r.get("images_per_s"), (int, float)) and r["images_per_s"] > 0 for r in rates)
+    if not valid:
+        raise ResultsError(f"{shown_path(measured.folder/'metrics.json')} does not hold one positive rate for each of {candidates}: "
+                           f"delete the folder {shown_path(measured.folder)} to measure again")
+    return rates
 
 def fastest_setting(cfg: TrainConfig, build: Callable[[], nn.Module], seconds: float = 1.0) -> TrainConfig:
     "`cfg` with a `precision` of 'auto' and a `channels_last` of None replaced by the fastest of `setting_rates` that keeps whatever `cfg` fixes; a config that fixes both is returned as it is, unmeasured."
@@ -401,11 +409,13 @@ def classification_metrics(y_true: torch.Tensor, y_pred: torch.Tensor, classes: 
             "class_f1": f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0).tolist(),
             "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist()}
 
+TRAIN_VERSION = 1   # raise it when a change alters what a training run computes (its records are then computed anew)
+
 def train_run(name: str, cfg: TrainConfig, data: ImageSet, build: Callable[[], nn.Module], inputs: dict[str, str] | None = None,
               mean=IMAGENET_MEAN, std=IMAGENET_STD, experiment: str = "q1-resnet18") -> RunResult:
-    "Train the model `build()` makes as `cfg` says on `data` (cached under `experiment`, keyed by `cfg` with its precision and layout measured by `fastest_setting`, the data's fingerprint and `inputs`); metrics as `classification_metrics` plus test loss, cost and timing."
-    cfg = fastest_setting(cfg, build)
+    "Train the model `build()` makes as `cfg` says on `data` (cached under `experiment`, keyed by the experiment in `cfg`, the data's fingerprint, `inputs` and `TRAIN_VERSION`; a precision or layout left to the machine is measured by `fastest_setting` only when the run is computed); metrics as `classification_metrics` plus test loss, cost, timing and the measured `setting_rates`."
     def body(run: Run) -> dict:
+        cfg = TrainConfig(**run.config)    # with the precision and layout this machine measured fastest
         seed_everything(cfg.seed)
         model = build()
         splits = cfg.splits(data)
@@ -417,9 +427,14 @@ def train_run(name: str, cfg: TrainConfig, data: ImageSet, build: Callable[[], n
         rate = max(r["train_images_per_s"] for r in history)  # the stretch of training least slowed by other processes
         timing = {"seconds_per_epoch": len(splits.train_x) // cfg.batch_size * cfg.batch_size / rate, "train_images_per_s": rate}
         if "peak_memory_mb" in history[-1]: timing["peak_memory_mb"] = history[-1]["peak_memory_mb"]
-        return {**classification_metrics(splits.test_y, preds, len(data.classes)), "test_loss": test_loss, **costs, **timing}
-    # cached_run deletes the checkpoint once metrics.json is written: the result is kept, the 90 MB checkpoint is not
-    return cached_run(experiment, cfg, body, {"data": data.fingerprint, **(inputs or {})}, name=name)
+        # the rates the choice was made from, as measured by the machine that trained this run (the chapter's precision table)
+        measured = {"setting_rates": setting_rates(requested, build)} if requested != cfg else {}
+        return {**classification_metrics(splits.test_y, preds, len(data.classes)), "test_loss": test_loss, **costs, **timing, **measured}
+    requested = cfg
+    # The key names the experiment, not its arithmetic: a record is reused on any machine, and only a run to be computed
+    # measures this machine's fastest setting. cached_run deletes the checkpoint once metrics.json is written.
+    return cached_run(experiment, cfg, body, {"data": data.fingerprint, **(inputs or {})}, name=name,
+                      resolve=lambda c: fastest_setting(c, build), version=TRAIN_VERSION)
 
 def resnet_run(name: str, cfg: TrainConfig, data: ImageSet, weights_path=None) -> RunResult:
     "A cached ResNet18 run; pretrained ones load `cvbook.weights.resnet18_imagenet(weights_path)` first and raise its `WeightsUnavailable` when the weights are missing."
