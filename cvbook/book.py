@@ -20,19 +20,21 @@ import yaml
 from execnb.nbio import mk_cell
 from fastcore.xtras import working_directory
 
-from .core import current_profile, default_device, project_root, results_dir
-from .runs import ResultsError, markdown_table, read_csv, read_result_file
+from .core import FolderError, current_profile, default_device, project_root, results_dir
+from .runs import STATUS_VARIABLE, ResultsError, markdown_table, read_csv, read_result_file
 
 # %% auto #0
 __all__ = ['SHOW_DOC_SOURCE', 'SHOW_DOC_HEADING', 'SHOW_DOC_SIGNATURE', 'HTML_ONLY_CODE', 'PDF_SOURCE_LINES', 'QUESTION_TITLE',
            'PDF_ONLY', 'ANSI_ESCAPE', 'QUARTO_PROBLEM', 'LATEX_PROBLEMS', 'MAX_OVERFULL', 'IMAGE_SOURCE',
            'CHAPTER_IN_TOC', 'SUMMARIES', 'ANCHOR', 'CITATION', 'INCLUDE', 'OPTION', 'MD_FIGURE', 'UNNUMBERED_HEADING',
-           'QUARTO_HELP', 'QUARTO_ATTRIBUTES', 'tidy_show_doc', 'html_only_code', 'quarto_command',
-           'pdf_engine_available', 'quarto_problems', 'latex_problems', 'overfull_lines', 'overfull_problems',
-           'missing_images', 'chapter_pages', 'RenderReport', 'render_book', 'summary_markdown', 'write_summary',
-           'book_files', 'ChapterRefs', 'scan_chapter', 'check_book', 'notebooks', 'cell_title', 'execute_notebook',
-           'preview_html', 'nbdev_tool', 'full_profile_confirmed', 'build_book', 'unfinished_runs', 'stop_on_signals',
-           'build_book_cli', 'package_in_sync', 'test_notebooks', 'readme_commands', 'readme_build', 'test_book']
+           'QUARTO_HELP', 'QUARTO_ATTRIBUTES', 'LONG_BUILD', 'OUTLOOKS', 'RECORDS_LIMIT_MB', 'RECORD_FILES',
+           'tidy_show_doc', 'html_only_code', 'quarto_command', 'pdf_engine_available', 'quarto_problems',
+           'latex_problems', 'overfull_lines', 'overfull_problems', 'missing_images', 'chapter_pages', 'RenderReport',
+           'render_book', 'summary_markdown', 'write_summary', 'book_files', 'ChapterRefs', 'scan_chapter',
+           'check_book', 'notebooks', 'cell_title', 'RunTally', 'execute_notebook', 'preview_html', 'nbdev_tool',
+           'full_profile_confirmed', 'BuildError', 'book_root', 'chapter_outlook', 'build_book', 'unfinished_runs',
+           'stop_on_signals', 'build_book_cli', 'record_problems', 'package_in_sync', 'test_notebooks',
+           'readme_commands', 'readme_build', 'test_book']
 
 # %% ../chapters/04_book.ipynb #d82d5230
 SHOW_DOC_SOURCE = re.compile(r"\[source\]\([^)]*\)(\{[^}]*\})?\s*")
@@ -362,8 +364,44 @@ def cell_title(cell) -> str:
     return (code[0][:60] + ("..." if len(code[0]) > 60 else "")) if code else "(empty)"
 
 # %% ../chapters/04_book.ipynb #56325f49
-def execute_notebook(path: Path, heartbeat: float = 30.0) -> float:
-    "Execute `path` in place with a fresh kernel (working directory: its folder), printing progress; returns seconds. On KeyboardInterrupt the kernel is shut down and `path` is not written."
+class RunTally:
+    "Relays the run lines that chapter kernels write to the status file `path` (`cvbook.runs.tell`) and counts the runs reused and trained; with a `plan` (runs to train, estimated seconds) each trained run's line says how many are left and about how long."
+    def __init__(self, path: Path):
+        self.path, self.offset, self.reused, self.trained = Path(path), 0, 0, 0
+        self.to_train, self.estimate, self.done_in_chapter, self.chapter_start = None, None, 0, time.perf_counter()
+
+    def plan(self, to_train: int | None, estimate: float | None) -> None:
+        "Start a chapter that will train `to_train` runs in about `estimate` seconds (None: not known in advance)."
+        self.to_train, self.estimate, self.done_in_chapter, self.chapter_start = to_train, estimate, 0, time.perf_counter()
+
+    def _left(self) -> str:
+        if not self.to_train: return ""
+        done, elapsed = self.done_in_chapter, time.perf_counter() - self.chapter_start
+        left = max(0, self.to_train - done)
+        # the chapter's own pace once a run has finished, the measured-rate estimate before that
+        seconds = elapsed * left / done if done else (self.estimate or 0) * left / self.to_train
+        return f" ({done} of {self.to_train} trained, about {_duration(seconds)} left)" if left else f" ({done} of {self.to_train} trained)"
+
+    def poll(self) -> None:
+        "Read the lines written since the last poll: count them, and print those about training."
+        if not self.path.exists(): return
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            text = f.read()
+        text = text[:text.rfind(b"\n") + 1]    # a line still being written waits for the next poll
+        self.offset += len(text)
+        for line in text.decode(errors="replace").splitlines():
+            event, _, what = line.partition("\t")
+            if event == "reused": self.reused += 1
+            elif event == "trained":
+                self.trained += 1; self.done_in_chapter += 1
+                print(f"  {what}{self._left()}", flush=True)
+            elif event == "training": print(f"  {what}", flush=True)
+
+    def __str__(self): return f"runs: {self.reused} reused, {self.trained} trained"
+
+def execute_notebook(path: Path, heartbeat: float = 30.0, tally: RunTally | None = None) -> float:
+    "Execute `path` in place with a fresh kernel (working directory: its folder), printing progress and, with a `tally`, its runs; returns seconds. On KeyboardInterrupt the kernel is shut down and `path` is not written."
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
     nb = nbformat.read(path, as_version=4)
@@ -397,7 +435,10 @@ def execute_notebook(path: Path, heartbeat: float = 30.0) -> float:
     ticker.start()
     try:
         worker.start()
-        while worker.is_alive(): worker.join(0.5)
+        while worker.is_alive():
+            worker.join(0.5)
+            if tally: tally.poll()
+        if tally: tally.poll()
         if "error" in outcome: raise outcome["error"]
     except KeyboardInterrupt:
         where = f"[{running['n']}/{len(code_cells)}] {running['title']}" if "since" in running else "between cells"
@@ -469,16 +510,65 @@ def full_profile_confirmed() -> bool:
           f"fraction of that rate; Q2 and Q3 come on top.\nNothing was run. To run it here anyway: CVBOOK_YES=1 make book PROFILE=full")
     return False
 
-def build_book(execute: bool = True, only: str = "") -> bool:
-    "Execute the chapters (all, or those whose name contains `only`) with the current profile, then render; True when clean."
+class BuildError(RuntimeError):
+    "A build that cannot start: the message names the setting or folder and the remedy."
+
+def book_root() -> Path:
+    "`project_root()`, checked to be the book: a `BuildError` naming `$CVBOOK_ROOT` when it holds no `_quarto.yml` or no chapter notebooks."
     root = project_root()
+    missing = [name for name, there in (("_quarto.yml", (root/"_quarto.yml").is_file()), ("chapters/*.ipynb", bool(notebooks(root)))) if not there]
+    if missing:
+        chosen = f"CVBOOK_ROOT={os.environ['CVBOOK_ROOT']}" if os.environ.get("CVBOOK_ROOT") else "the working directory"
+        raise BuildError(f"{root} is not the book: it has no {' and no '.join(missing)} (chosen by {chosen}); run the command in "
+                         f"the book's folder, or point CVBOOK_ROOT at it. Nothing was run or written.")
+    return root
+
+LONG_BUILD = 2 * 3600   # seconds of estimated training past which the build names the ways to a shorter one
+
+def _q1_outlook():
+    from cvbook.train import q1_outlook
+    return q1_outlook()
+
+OUTLOOKS = {"10_resnet": _q1_outlook}   # chapter notebook: what reads its plan (the other chapters' runs are counted as they go)
+
+def chapter_outlook(path: Path) -> tuple[int, int, float] | None:
+    "(runs reused from the records, runs to train, estimated seconds of training on this machine) of executing the chapter at `path`, from `OUTLOOKS`; None for a chapter without a plan to read."
+    outlook = OUTLOOKS.get(Path(path).stem)
+    return outlook() if outlook else None
+
+def _announce(path: Path, outlook) -> None:
+    "Print what executing the chapter at `path` will do, and the ways out when it is long."
+    if outlook is None:
+        print(f"  {path.name}: runs are counted as they go (this chapter has no plan to estimate from)", flush=True); return
+    reuse, train, seconds = outlook
+    print(f"  {path.name}: {reuse} runs reused from the records, {train} to train"
+          + (f", about {_duration(seconds)} of training at this machine's measured rates" if train else ""), flush=True)
+    if train and seconds > LONG_BUILD:
+        print(f"  That is more than {_duration(LONG_BUILD)}. Shorter ways: the committed records (results/, see README.md) make a "
+              f"build train nothing; `make book PROFILE=smoke` runs tiny versions in minutes; `cvbook_build --no-execute` renders the "
+              f"stored outputs; `cvbook_build --only NAME` executes one chapter. Carrying on.", flush=True)
+
+def build_book(execute: bool = True, only: str = "") -> bool:
+    "Execute the chapters (all, or those whose name contains `only`) with the current profile, saying first what each will reuse and train, then render; True when clean."
+    root = book_root()
     print(f"Building the book with profile {current_profile()!r}")
-    if execute and not full_profile_confirmed(): return False
     if execute:
         chosen = [p for p in notebooks(root) if only in p.name]
-        for i, path in enumerate(chosen, 1):
-            print(f"[{i}/{len(chosen)}] executing {path.name}", flush=True)
-            print(f"[{i}/{len(chosen)}] {path.name} done in {execute_notebook(path):.0f} s", flush=True)
+        if not chosen:
+            raise BuildError(f"--only {only!r} matches no chapter notebook; the notebooks are {', '.join(p.stem for p in notebooks(root))}")
+        if not full_profile_confirmed(): return False
+        status = Path(tempfile.mkdtemp(prefix="cvbook-status-"))/"runs.tsv"
+        os.environ[STATUS_VARIABLE], tally = str(status), RunTally(status)   # the kernels inherit it
+        try:
+            for i, path in enumerate(chosen, 1):
+                print(f"[{i}/{len(chosen)}] executing {path.name}", flush=True)
+                outlook = chapter_outlook(path)
+                _announce(path, outlook)
+                tally.plan(*(outlook[1:] if outlook else (None, None)))
+                print(f"[{i}/{len(chosen)}] {path.name} done in {execute_notebook(path, tally=tally):.0f} s", flush=True)
+        finally:
+            os.environ.pop(STATUS_VARIABLE, None)
+            print(tally, flush=True)
         subprocess.run([nbdev_tool("nbdev_clean")], cwd=root, check=True)
     write_summary(root)
     if quarto_command() is None:
@@ -524,7 +614,13 @@ def build_book_cli():
     args = parser.parse_args()
     stop_on_signals()
     started = time.time()
-    try: ok = build_book(execute=not args.no_execute, only=args.only)
+    try:
+        current_profile()   # a misspelt CVBOOK_PROFILE is named before anything starts
+        ok = build_book(execute=not args.no_execute, only=args.only)
+    except (BuildError, ValueError, FolderError) as problem:
+        if isinstance(problem, ValueError) and not str(problem).startswith("CVBOOK_"): raise
+        print(f"cvbook_build: {problem}", file=sys.stderr, flush=True)
+        sys.exit(2)
     except KeyboardInterrupt as stop:
         print(f"cvbook_build: stopped by {stop or 'SIGINT'}; finished runs are kept.", flush=True)
         for line in unfinished_runs(started): print(f"  {line}", flush=True)
@@ -532,6 +628,22 @@ def build_book_cli():
     sys.exit(0 if ok else 1)
 
 # %% ../chapters/04_book.ipynb #b4dfb6b5
+RECORDS_LIMIT_MB = 30
+RECORD_FILES = ("config.json", "env.json", "metrics.json")
+
+def record_problems(root: Path, limit_mb: float = RECORDS_LIMIT_MB) -> list[str]:
+    "Problems of the run records that git tracks under `root/results`: more than `limit_mb` MB in all, a checkpoint, lock or partly written file, or a run folder without its config, env and metrics (an unfinished run)."
+    listed = subprocess.run(["git", "ls-files", "-z", "results"], cwd=root, capture_output=True, check=True).stdout.decode().split("\0")
+    files = [root/name for name in listed if name]
+    problems = [f"{f.relative_to(root)} is tracked: checkpoints, locks and partly written files are never published"
+                for f in files if f.name == "checkpoint.pt" or f.suffix in (".lock", ".tmp")]
+    size = sum(f.stat().st_size for f in files if f.exists()) / 2**20
+    if size > limit_mb: problems.append(f"the tracked records take {size:.1f} MB, more than {limit_mb} MB")
+    for folder in sorted({f.parent for f in files if f.parent.parent.parent == root/"results"}):
+        if (missing := [n for n in RECORD_FILES if not (folder/n).exists()]):
+            problems.append(f"{folder.relative_to(root)} is tracked without {', '.join(missing)}: an unfinished run is never published")
+    return problems
+
 def package_in_sync(root: Path) -> list[str]:
     "Modules of `cvbook/` that `nbdev_export` would change (it is run, so they are updated)."
     read = lambda: {p.name: p.read_text() for p in (root/"cvbook").glob("*.py")}
@@ -611,6 +723,7 @@ def test_book(argv: list[str] | None = None) -> None:
     for name, (ok, seconds) in test_notebooks(root).items():
         outcomes[f"notebook {name} ({seconds:.0f} s)"] = [] if ok else ["failed (traceback above)"]
     outcomes.update({f"book: {check}": found for check, found in check_book(root).items()})
+    outcomes[f"published run records (results/, at most {RECORDS_LIMIT_MB} MB)"] = record_problems(root)
     skipped = []
     if quarto_command() is None: skipped.append("book: Quarto render (Quarto is not installed)")
     else:

@@ -90,8 +90,9 @@ def cache_dir() -> Path:
     return _writable_folder("CVBOOK_CACHE", project_root()/".cache", "derived data")
 
 def results_dir() -> Path:
-    "Where finished runs are kept (created on demand): `$CVBOOK_RESULTS`, else `results/`."
-    return _writable_folder("CVBOOK_RESULTS", project_root()/"results", "results")
+    "Where finished runs are kept (created on demand): `$CVBOOK_RESULTS`, else `results/`, the published run records; the smoke profile's runs, which are no results of the book, go to `smoke-results/` in the cache instead."
+    default = cache_dir()/"smoke-results" if os.environ.get("CVBOOK_PROFILE") == "smoke" else project_root()/"results"
+    return _writable_folder("CVBOOK_RESULTS", default, "results")
 
 # %% ../chapters/00_core.ipynb #180347c7
 PROFILES = {

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from filelock import FileLock
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .core import cache_dir, data_root, project_root, sha256_file
@@ -273,6 +274,22 @@ def build_cifar36(policy: str = "resize", root: Path | None = None) -> Path:
     source = sha256_file(verify_checksum(archive, root))[:16] if archive.exists() else "torchvision"
     folder = cache_dir()/"q1"/f"cifar10-36-{policy}-{source}"
     if all((folder/n).exists() for n in Q1_FILES): return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Two builds started together on a fresh cache: one builds the files, the other waits for them and reads them
+    with FileLock(folder.parent/f"{folder.name}.lock"):
+        if all((folder/n).exists() for n in Q1_FILES): return folder
+        return _write_cifar36(folder, archive, root, policy)
+
+def _save_atomically(tensor: torch.Tensor, path: Path) -> None:
+    "`torch.save` to a temporary file beside `path`, then a rename: a reader never sees half a file."
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(tensor, partial)
+        os.replace(partial, path)
+    finally: partial.unlink(missing_ok=True)
+
+def _write_cifar36(folder: Path, archive: Path, root: Path, policy: str) -> Path:
+    "Decode CIFAR-10 (the archive in `root`, else torchvision's copy or download) and write it to `folder` at 36x36."
     if archive.exists(): splits = read_cifar_archive(archive)
     else:
         tv = cache_dir()/"torchvision"
@@ -291,8 +308,8 @@ def build_cifar36(policy: str = "resize", root: Path | None = None) -> Path:
                             f"{HOW_TO_PROVIDE} Or set CVBOOK_OFFLINE=1 to skip the download.") from None
     folder.mkdir(parents=True, exist_ok=True)
     for split, (x, y) in splits.items():
-        torch.save(to_36(x, policy), folder/f"{split}_data.pt")
-        torch.save(y, folder/f"{split}_labels.pt")
+        _save_atomically(to_36(x, policy), folder/f"{split}_data.pt")
+        _save_atomically(y, folder/f"{split}_labels.pt")
     return folder
 
 def load_q1(policy: str = "resize", root: Path | None = None) -> ImageSet:

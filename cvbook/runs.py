@@ -27,8 +27,8 @@ from .data import shown_path
 # %% auto #0
 __all__ = ['MEASURED', 'ARITHMETIC', 'PLACEMENT', 'STATUS_VARIABLE', 'LINE_STYLES', 'MARKERS', 'PDF_LINE', 'PANDOC_COLUMNS',
            'progress', 'as_dict', 'experiment_config', 'run_key', 'ResultsError', 'read_result_file', 'Run',
-           'RunResult', 'load_result', 'start_wandb', 'DiskFull', 'tell', 'cached_run', 'plot_histories',
-           'column_widths', 'markdown_table', 'write_csv', 'read_csv']
+           'RunResult', 'stored_result', 'load_result', 'start_wandb', 'DiskFull', 'tell', 'cached_run',
+           'plot_histories', 'column_widths', 'markdown_table', 'write_csv', 'read_csv']
 
 # %% ../chapters/03_runs.ipynb #34cd7c49
 def _interactive() -> bool:
@@ -166,6 +166,11 @@ class RunResult:
         rows = [r for r in self.history if metric in r and x in r]
         return [r[x] for r in rows], [r[metric] for r in rows]
 
+def stored_result(experiment: str, key: str, root: Path | None = None) -> RunResult | None:
+    "The finished run kept under `experiment`/`key` (in `root`, default `results_dir()`), else None."
+    folder = Path(root or results_dir())/experiment/key
+    return load_result(folder) if _finished(folder, say=False) else None
+
 def load_result(folder: Path, cached: bool = True) -> RunResult:
     "The `RunResult` stored in `folder`; every file is read through `read_result_file`, so a damaged one raises `ResultsError`."
     folder = Path(folder)
@@ -218,8 +223,8 @@ def tell(event: str, text: str) -> None:
         with open(path, "a") as f: f.write(f"{event}\t{text}\n")
     elif event != "reused": print(text, file=sys.stderr, flush=True)
 
-def _reused(result: RunResult, what: str) -> RunResult:
-    tell("reused", what)
+def _reused(result: RunResult, what: str, told: bool) -> RunResult:
+    if told: tell("reused", what)
     return result
 
 def cached_run(experiment: str, config, body: Callable[[Run], dict], inputs: dict[str, str] | None = None,
@@ -228,25 +233,25 @@ def cached_run(experiment: str, config, body: Callable[[Run], dict], inputs: dic
     key = run_key(experiment, config, inputs, version)
     folder = Path(root or results_dir())/experiment/key
     what = f"run {experiment}/{key}" + (f" ({name})" if name else "")
-    if _finished(folder, say=False): return _reused(load_result(folder, cached=True), what)
+    if _finished(folder, say=False): return _reused(load_result(folder, cached=True), what, root is None)
     env = environment()  # everything that can fail is done before the body runs, so no work is lost to it
     folder.parent.mkdir(parents=True, exist_ok=True)
     # The lock file sits beside the run's folder, so deleting a run's folder never removes a lock that is held.
     # It is an OS lock (flock): the kernel releases it when its process dies, so a killed run never blocks the next.
     with _locked(FileLock(folder.parent/f"{key}.lock"), what):
-        if _finished(folder): return _reused(load_result(folder, cached=True), what)  # another process finished it meanwhile
+        if _finished(folder): return _reused(load_result(folder, cached=True), what, root is None)  # another process finished it meanwhile
         resolved = as_dict(resolve(config) if resolve else config)
         changed = {k for k in set(resolved) | set(as_dict(config)) if resolved.get(k) != as_dict(config).get(k)}
         if changed - {k for k, v in as_dict(config).items() if k in ARITHMETIC and v in MEASURED}:
             raise ValueError(f"resolve may fill in only the settings left to the machine, but changed {sorted(changed)} of {what}")
-        tell("training", f"training {what}")
+        if root is None: tell("training", f"training {what}")   # a record of the book, not a measurement kept elsewhere
         try: result = _execute(experiment, resolved, body, inputs, name, key, folder, env, experiment_config(config), version)
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT): raise
             raise DiskFull(f"the disk holding {shown_path(folder)} is full ({e.strerror}): nothing was recorded as finished for {what}. "
                            f"Free some space (or point CVBOOK_RESULTS at another disk) and run again: the run resumes "
                            f"from its last checkpoint.") from None
-        tell("trained", f"trained {what} in {result.env['seconds']:.0f} s")
+        if root is None: tell("trained", f"trained {what} in {result.env['seconds']:.0f} s")
         return result
 
 def _execute(experiment: str, cfg: dict, body: Callable[[Run], dict], inputs: dict[str, str] | None, name: str | None, key: str,

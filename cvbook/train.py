@@ -16,9 +16,9 @@ from sklearn.metrics import confusion_matrix, f1_score
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .core import PRECISIONS, autocast, cache_dir, default_device, device_name, precision_candidates, seed_everything
+from .core import PRECISIONS, autocast, cache_dir, current_profile, default_device, device_name, precision_candidates, seed_everything
 from .data import ImageSet, shown_path
-from .runs import ResultsError, Run, RunResult, cached_run, progress, run_key
+from .runs import ResultsError, Run, RunResult, cached_run, progress, run_key, stored_result
 from .weights import IMAGENET_MEAN, IMAGENET_STD, Pretrained, resnet18_imagenet
 
 # %% auto #0
@@ -27,8 +27,8 @@ __all__ = ['Q1_BUDGETS', 'Q1_RECIPES', 'OPTIMIZERS', 'STEM_INITS', 'MODELS', 'TR
            'make_optimizer', 'TrainConfig', 'evaluate', 'fit', 'training_rate', 'setting_rates', 'fastest_setting',
            'resample_kernel', 'init_stem', 'modify_stem', 'efficientnet_classifier', 'stem_name', 'build_resnet18',
            'build_model', 'gflops_per_image', 'training_gflops_per_image', 'activation_mb_per_image', 'parameter_count',
-           'classification_metrics', 'train_run', 'resnet_run', 'q1_run', 'q1_base', 'q1_sweep', 'best_recipe',
-           'q1_plan', 'plan_gflops', 'spatial_sizes', 'layer_statistics']
+           'classification_metrics', 'train_run', 'resnet_run', 'q1_run', 'q1_run_key', 'q1_base', 'q1_sweep',
+           'best_recipe', 'q1_plan', 'q1_outlook', 'plan_gflops', 'spatial_sizes', 'layer_statistics']
 
 # %% ../chapters/10_resnet.ipynb #e9227cf4
 Q1_BUDGETS = {  # images, epochs and seeds of each profile; 'standin' keys size the stand-in's 36x36 runs, '224' keys the runs at 224x224 and their 36x36 twins
@@ -368,18 +368,16 @@ def build_model(cfg: TrainConfig, weights: Pretrained | None = None, classes: in
 # %% ../chapters/10_resnet.ipynb #4025e8c4
 def gflops_per_image(model: nn.Module, size: int) -> float:
     "Billions of floating-point operations (a multiply-add counts 2) in one forward pass of one `size` x `size` image."
-    was_training = model.training
-    model.eval()
+    shapes_only = copy.deepcopy(model).eval().to("meta")    # FLOPs depend on shapes alone: nothing is computed
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
-    model.train(was_training)
+        shapes_only(torch.zeros(1, 3, size, size, device="meta"))
     return counter.get_total_flops() / 1e9
 
 def training_gflops_per_image(model: nn.Module, size: int, batch: int = 2) -> float:
     "Billions of floating-point operations per image in one training step (forward and backward pass of a training-mode `model` on `size` x `size` images), counted, not estimated as a multiple of the forward pass."
-    model = copy.deepcopy(model).train()
+    model = copy.deepcopy(model).train().to("meta")    # FLOPs depend on shapes alone: nothing is computed
     with FlopCounterMode(display=False) as counter:
-        model(torch.zeros(batch, 3, size, size, device=next(model.parameters()).device)).sum().backward()
+        model(torch.zeros(batch, 3, size, size, device="meta")).sum().backward()
     return counter.get_total_flops() / batch / 1e9
 
 def activation_mb_per_image(model: nn.Module, size: int, batch: int = 2) -> float:
@@ -451,6 +449,14 @@ def q1_run(name: str, cfg: TrainConfig, data: ImageSet, effnet: Pretrained | Non
     return train_run(name, cfg, data, lambda: build_model(cfg, effnet, len(data.classes)), {"weights": effnet.sha256}, mean, std,
                      experiment="q1-effnet-stand-in")
 
+def q1_run_key(cfg: TrainConfig, data: ImageSet, effnet: Pretrained | None = None, weights_path=None) -> tuple[str, str]:
+    "(experiment, key) under which `q1_run` keeps `cfg`'s run; a pretrained ResNet18 needs its weights (else `WeightsUnavailable`)."
+    if cfg.model == "resnet18":
+        experiment, inputs = "q1-resnet18", ({"weights": resnet18_imagenet(weights_path).sha256} if cfg.pretrained else {})
+    elif effnet is None: raise ValueError("an EfficientNet-Lite0 run needs its weights: pass effnet=cvbook.weights.efficientnet_lite0()")
+    else: experiment, inputs = "q1-effnet-stand-in", {"weights": effnet.sha256}
+    return experiment, run_key(experiment, cfg, {"data": data.fingerprint, **inputs}, TRAIN_VERSION)
+
 # %% ../chapters/10_resnet.ipynb #d15be7d3
 STEMS = {  # stem changes: ResNet18's conv1 + maxpool, EfficientNet-Lite0's _conv_stem (3x3/2, pretrained, is its own)
     "3x3s1-mp": dict(stem_kernel=3, stem_stride=1, maxpool=True, stem_init="random"),
@@ -506,6 +512,26 @@ def q1_plan(budget: dict, recipe: str, device: str = "cpu") -> dict[str, list[Tr
     return plan
 
 # %% ../chapters/10_resnet.ipynb #eeda30b2
+def q1_outlook(data: ImageSet | None = None, effnet: Pretrained | None = None, seconds: float = 1.0) -> tuple[int, int, float]:
+    "(Q1 runs of the current profile found finished in the records, runs to train, estimated seconds to train them here): each run's images over the fastest `setting_rates` of its architecture on this machine (measured only for the runs to train), its validation and test images at a third of that cost; the recipe is the sweep's choice once the sweep is recorded, else its first candidate (all have the same sizes). Pretrained ResNet18 runs whose weights are missing are left out: the chapter cannot run them."
+    from cvbook.data import load_q1
+    from cvbook.weights import WeightsUnavailable, efficientnet_lite0
+    budget, data, effnet = Q1_BUDGETS[current_profile()], data or load_q1(), effnet or efficientnet_lite0()
+    def stored(cfg: TrainConfig) -> RunResult | None: return stored_result(*q1_run_key(cfg, data, effnet))
+    sweep = {name: stored(cfg) for name, cfg in q1_sweep(budget).items()}
+    recipe = best_recipe(sweep) if all(sweep.values()) else budget["recipes"][0]
+    planned = {}
+    for cfg in [*q1_sweep(budget).values(), *(c for cfgs in q1_plan(budget, recipe).values() for c in cfgs)]:
+        try: planned[q1_run_key(cfg, data, effnet)] = cfg
+        except WeightsUnavailable: continue
+    to_train = [cfg for key, cfg in planned.items() if stored_result(*key) is None]
+    total = 0.0
+    for cfg in to_train:
+        build = lambda cfg=cfg: build_model(replace(cfg, pretrained=False, stem_init="random"), effnet, len(data.classes))
+        rate = max(r["images_per_s"] for r in setting_rates(cfg, build, seconds) if cfg.precision in ("auto", r["precision"]))
+        total += (cfg.train_images * cfg.epochs + (cfg.val_images * cfg.evals_per_epoch * cfg.epochs + cfg.test_images) / 3) / rate
+    return len(planned) - len(to_train), len(to_train), total
+
 def plan_gflops(budget: dict, effnet: Pretrained, recipe: str = "sgd-0.1") -> tuple[float, int]:
     "Billions of floating-point operations in every Q1 run of `budget` (the recipe sweep and `q1_plan`: training passes, validations, the test), and the number of runs; each distinct architecture and input size is counted once, with `training_gflops_per_image` and `gflops_per_image`."
     runs = {run_key("plan", cfg): cfg for cfg in [*q1_sweep(budget).values(), *(c for cfgs in q1_plan(budget, recipe).values() for c in cfgs)]}
