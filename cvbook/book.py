@@ -365,9 +365,9 @@ def cell_title(cell) -> str:
 
 # %% ../chapters/04_book.ipynb #56325f49
 class RunTally:
-    "Relays the run lines that chapter kernels write to the status file `path` (`cvbook.runs.tell`) and counts the runs reused and trained; with a `plan` (runs to train, estimated seconds) each trained run's line says how many are left and about how long."
-    def __init__(self, path: Path):
-        self.path, self.offset, self.reused, self.trained = Path(path), 0, 0, 0
+    "Relays the run lines that chapter kernels write to the status file `path` (`cvbook.runs.tell`) and counts the runs reused and trained in the book's `results` folder (a notebook's tests run theirs elsewhere, and are not counted); with a `plan` (runs to train, estimated seconds) each trained run's line says how many are left and about how long."
+    def __init__(self, path: Path, results: Path):
+        self.path, self.results, self.offset, self.reused, self.trained = Path(path), Path(results).resolve(), 0, 0, 0
         self.to_train, self.estimate, self.done_in_chapter, self.chapter_start = None, None, 0, time.perf_counter()
 
     def plan(self, to_train: int | None, estimate: float | None) -> None:
@@ -391,7 +391,8 @@ class RunTally:
         text = text[:text.rfind(b"\n") + 1]    # a line still being written waits for the next poll
         self.offset += len(text)
         for line in text.decode(errors="replace").splitlines():
-            event, _, what = line.partition("\t")
+            event, folder, what = (line.split("\t", 2) + ["", ""])[:3]
+            if not Path(folder).is_relative_to(self.results): continue
             if event == "reused": self.reused += 1
             elif event == "trained":
                 self.trained += 1; self.done_in_chapter += 1
@@ -538,8 +539,7 @@ def chapter_outlook(path: Path) -> tuple[int, int, float] | None:
 
 def _announce(path: Path, outlook) -> None:
     "Print what executing the chapter at `path` will do, and the ways out when it is long."
-    if outlook is None:
-        print(f"  {path.name}: runs are counted as they go (this chapter has no plan to estimate from)", flush=True); return
+    if outlook is None: return    # its runs are counted as they go
     reuse, train, seconds = outlook
     print(f"  {path.name}: {reuse} runs reused from the records, {train} to train"
           + (f", about {_duration(seconds)} of training at this machine's measured rates" if train else ""), flush=True)
@@ -558,14 +558,18 @@ def build_book(execute: bool = True, only: str = "") -> bool:
             raise BuildError(f"--only {only!r} matches no chapter notebook; the notebooks are {', '.join(p.stem for p in notebooks(root))}")
         if not full_profile_confirmed(): return False
         status = Path(tempfile.mkdtemp(prefix="cvbook-status-"))/"runs.tsv"
-        os.environ[STATUS_VARIABLE], tally = str(status), RunTally(status)   # the kernels inherit it
+        os.environ[STATUS_VARIABLE], tally = str(status), RunTally(status, results_dir())   # the kernels inherit it
         try:
             for i, path in enumerate(chosen, 1):
                 print(f"[{i}/{len(chosen)}] executing {path.name}", flush=True)
                 outlook = chapter_outlook(path)
                 _announce(path, outlook)
                 tally.plan(*(outlook[1:] if outlook else (None, None)))
-                print(f"[{i}/{len(chosen)}] {path.name} done in {execute_notebook(path, tally=tally):.0f} s", flush=True)
+                before = tally.reused, tally.trained
+                seconds = execute_notebook(path, tally=tally)
+                runs = (f"; runs: {tally.reused - before[0]} reused, {tally.trained - before[1]} trained"
+                        if (tally.reused, tally.trained) != before else "")
+                print(f"[{i}/{len(chosen)}] {path.name} done in {seconds:.0f} s{runs}", flush=True)
         finally:
             os.environ.pop(STATUS_VARIABLE, None)
             print(tally, flush=True)

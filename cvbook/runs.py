@@ -217,14 +217,14 @@ def _locked(lock: FileLock, what: str):
 
 STATUS_VARIABLE = "CVBOOK_STATUS"   # a file `cvbook_build` relays to its terminal and counts runs from
 
-def tell(event: str, text: str) -> None:
-    "Report a run to the person waiting for it: `event` is 'reused', 'training' or 'trained'. With `$CVBOOK_STATUS` set (by `cvbook_build`, which relays the lines and counts the runs) a tab-separated line goes to that file; else the text goes to stderr, except for a reused run, which is not news."
+def tell(event: str, folder: Path, text: str) -> None:
+    "Report the run in `folder` to the person waiting for it: `event` is 'reused', 'training' or 'trained'. With `$CVBOOK_STATUS` set (by `cvbook_build`, which relays the lines and counts the runs in its results folder) a tab-separated line goes to that file; else the text goes to stderr, except for a reused run, which is not news."
     if (path := os.environ.get(STATUS_VARIABLE)):
-        with open(path, "a") as f: f.write(f"{event}\t{text}\n")
+        with open(path, "a") as f: f.write(f"{event}\t{Path(folder).resolve()}\t{text}\n")
     elif event != "reused": print(text, file=sys.stderr, flush=True)
 
 def _reused(result: RunResult, what: str, told: bool) -> RunResult:
-    if told: tell("reused", what)
+    if told: tell("reused", result.folder, what)
     return result
 
 def cached_run(experiment: str, config, body: Callable[[Run], dict], inputs: dict[str, str] | None = None,
@@ -244,14 +244,14 @@ def cached_run(experiment: str, config, body: Callable[[Run], dict], inputs: dic
         changed = {k for k in set(resolved) | set(as_dict(config)) if resolved.get(k) != as_dict(config).get(k)}
         if changed - {k for k, v in as_dict(config).items() if k in ARITHMETIC and v in MEASURED}:
             raise ValueError(f"resolve may fill in only the settings left to the machine, but changed {sorted(changed)} of {what}")
-        if root is None: tell("training", f"training {what}")   # a record of the book, not a measurement kept elsewhere
+        if root is None: tell("training", folder, f"training {what}")   # a record of the book, not a measurement kept elsewhere
         try: result = _execute(experiment, resolved, body, inputs, name, key, folder, env, experiment_config(config), version)
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT): raise
             raise DiskFull(f"the disk holding {shown_path(folder)} is full ({e.strerror}): nothing was recorded as finished for {what}. "
                            f"Free some space (or point CVBOOK_RESULTS at another disk) and run again: the run resumes "
                            f"from its last checkpoint.") from None
-        if root is None: tell("trained", f"trained {what} in {result.env['seconds']:.0f} s")
+        if root is None: tell("trained", folder, f"trained {what} in {result.env['seconds']:.0f} s")
         return result
 
 def _execute(experiment: str, cfg: dict, body: Callable[[Run], dict], inputs: dict[str, str] | None, name: str | None, key: str,
