@@ -735,9 +735,10 @@ def test_book(argv: list[str] | None = None) -> None:
         print(report)
         outcomes[f"book: clean Quarto render ({', '.join(report.formats)}, {report.seconds:.0f} s)"] = report.problems
         if "pdf" not in report.formats: skipped.append("book: PDF render (xelatex is not installed)")
+    readme_start = time.perf_counter()
     if args.no_readme_build: skipped.append("README.md's build command (--no-readme-build)")
     elif (found := readme_build(root)) is None: skipped.append("README.md's build command (no ../shared beside the checkout)")
-    else: outcomes["README.md's build command, as typed, profile smoke"] = found
+    else: outcomes[f"README.md's build command, as typed, profile smoke ({time.perf_counter() - readme_start:.0f} s)"] = found
     for check, found in outcomes.items():
         print(("PASS " if not found else "FAIL ") + check)
         for problem in found: print(f"     {problem}")
