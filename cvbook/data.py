@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import io
 import os
 import re
@@ -25,10 +26,10 @@ from .core import cache_dir, data_root, project_root, sha256_file
 # %% auto #0
 __all__ = ['HOW_TO_PROVIDE', 'PATH_VARIABLES', 'Q1_FILES', 'CIFAR10_CLASSES', 'Q1_RESIZE_POLICIES', 'CIFAR_ARCHIVE',
            'DOWNLOAD_TIMEOUT_S', 'IMAGE_SUFFIXES', 'Q2_FOLDER', 'Q2_CLASSES', 'Q3_FOLDER', 'DataError', 'shown_path',
-           'require', 'read_checksums', 'verify_checksum', 'ImageSet', 'as_uint8_images', 'as_labels', 'show_values',
-           'class_count', 'load_course_q1', 'to_36', 'offline', 'download_timeout', 'download_failure', 'decode_image',
-           'read_cifar_archive', 'download_cifar', 'build_cifar36', 'load_q1', 'to_rgb', 'load_image', 'natural_key',
-           'image_files', 'q2_images', 'q2_counts', 'q3_images']
+           'require', 'read_checksums', 'verify_checksum', 'ImageSet', 'tensors_sha256', 'as_uint8_images', 'as_labels',
+           'show_values', 'class_count', 'load_course_q1', 'to_36', 'offline', 'download_timeout', 'download_failure',
+           'decode_image', 'read_cifar_archive', 'download_cifar', 'build_cifar36', 'load_q1', 'to_rgb', 'load_image',
+           'natural_key', 'image_files', 'q2_images', 'q2_counts', 'q3_images']
 
 # %% ../chapters/01_data.ipynb #30950485
 class DataError(Exception):
@@ -104,11 +105,20 @@ class ImageSet:
     test_y: torch.Tensor
     classes: tuple[str, ...]
     source: str       # a sentence saying where the images came from
-    fingerprint: str  # sha256 of the files it was built from, for run keys
+    fingerprint: str  # sha256 of its tensors (tensors_sha256), for run keys
 
     def __repr__(self):
         return (f"ImageSet({len(self.train_x):,} train + {len(self.test_x):,} test images of "
                 f"{tuple(self.train_x.shape[1:])}, {len(self.classes)} classes; {self.source})")
+
+# %% ../chapters/01_data.ipynb #37f0e3a2
+def tensors_sha256(*tensors: torch.Tensor) -> str:
+    "Hex SHA-256 of the dtypes, shapes and values of `tensors`: what a dataset is, whatever file held it. (A hash of the files would not do: `torch.save` writes the file's name into it, so the same images saved under another name would get other run keys.)"
+    digest = hashlib.sha256()
+    for t in tensors:
+        digest.update(f"{t.dtype} {tuple(t.shape)};".encode())
+        digest.update(t.detach().cpu().contiguous().numpy())
+    return digest.hexdigest()
 
 # %% ../chapters/01_data.ipynb #4b52ce60
 def as_uint8_images(x, name: str, size: int = 36) -> torch.Tensor:
@@ -178,7 +188,7 @@ def load_course_q1(root: Path) -> ImageSet:
     train_y = as_labels(loaded["train_labels.pt"], shown_path(root/"train_labels.pt"), len(train_x))
     n_classes = class_count(train_y, shown_path(root/"train_labels.pt"))
     test_y = as_labels(loaded["test_labels.pt"], shown_path(root/"test_labels.pt"), len(test_x), n_classes)
-    fingerprint = "".join(sha256_file(root/n) for n in Q1_FILES)
+    fingerprint = tensors_sha256(train_x, train_y, test_x, test_y)
     return ImageSet(train_x, train_y, test_x, test_y, tuple(f"class {i}" for i in range(n_classes)),
                     f"the course's 36x36 dataset ({shown_path(root)})", fingerprint)
 
