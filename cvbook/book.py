@@ -367,7 +367,8 @@ def cell_title(cell) -> str:
 class RunTally:
     "Relays the run lines that chapter kernels write to the status file `path` (`cvbook.runs.tell`) and counts the runs reused and trained in the book's `results` folder (a notebook's tests run theirs elsewhere, and are not counted); with a `plan` (runs to train, estimated seconds) each trained run's line says how many are left and about how long."
     def __init__(self, path: Path, results: Path):
-        self.path, self.results, self.offset, self.reused, self.trained = Path(path), Path(results).resolve(), 0, 0, 0
+        self.path, self.results, self.offset = Path(path), Path(results).resolve(), 0
+        self.reused_runs, self.trained_runs = set(), set()   # folders: a run that a chapter reads twice is one run
         self.to_train, self.estimate, self.done_in_chapter, self.chapter_start = None, None, 0, time.perf_counter()
 
     def plan(self, to_train: int | None, estimate: float | None) -> None:
@@ -393,11 +394,16 @@ class RunTally:
         for line in text.decode(errors="replace").splitlines():
             event, folder, what = (line.split("\t", 2) + ["", ""])[:3]
             if not Path(folder).is_relative_to(self.results): continue
-            if event == "reused": self.reused += 1
+            if event == "reused": self.reused_runs.add(folder)
             elif event == "trained":
-                self.trained += 1; self.done_in_chapter += 1
+                self.trained_runs.add(folder); self.done_in_chapter += 1
                 print(f"  {what}{self._left()}", flush=True)
             elif event == "training": print(f"  {what}", flush=True)
+
+    @property
+    def reused(self) -> int: return len(self.reused_runs - self.trained_runs)   # trained in this build, then read again: trained
+    @property
+    def trained(self) -> int: return len(self.trained_runs)
 
     def __str__(self): return f"runs: {self.reused} reused, {self.trained} trained"
 
@@ -552,6 +558,7 @@ def build_book(execute: bool = True, only: str = "") -> bool:
     "Execute the chapters (all, or those whose name contains `only`) with the current profile, saying first what each will reuse and train, then render; True when clean."
     root = book_root()
     print(f"Building the book with profile {current_profile()!r}")
+    tally = None
     if execute:
         chosen = [p for p in notebooks(root) if only in p.name]
         if not chosen:
@@ -578,12 +585,14 @@ def build_book(execute: bool = True, only: str = "") -> bool:
     if quarto_command() is None:
         print(QUARTO_HELP)
         print(f"Preview (no cross-references) written to {preview_html(root).relative_to(root)}")
+        if tally: print(tally)   # the log's last line says what the build trained
         return True
     if not pdf_engine_available(): print("xelatex is not installed: rendering HTML only (install TeX Live for the PDF).")
     print("rendering with Quarto ...", flush=True)
     report = render_book(root)
     print(report)
     print(f"The book is in {(root/'_book').relative_to(root)}/ (index.html" + (", cvbook.pdf)" if "pdf" in report.formats else ")"))
+    if tally: print(tally)
     return not report.problems
 
 # %% ../chapters/04_book.ipynb #0950d802

@@ -111,7 +111,7 @@ class ImageSet:
         return (f"ImageSet({len(self.train_x):,} train + {len(self.test_x):,} test images of "
                 f"{tuple(self.train_x.shape[1:])}, {len(self.classes)} classes; {self.source})")
 
-# %% ../chapters/01_data.ipynb #37f0e3a2
+# %% ../chapters/01_data.ipynb #a71eaf8a
 def tensors_sha256(*tensors: torch.Tensor) -> str:
     "Hex SHA-256 of the dtypes, shapes and values of `tensors`: what a dataset is, whatever file held it. (A hash of the files would not do: `torch.save` writes the file's name into it, so the same images saved under another name would get other run keys.)"
     digest = hashlib.sha256()
