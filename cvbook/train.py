@@ -22,27 +22,28 @@ from .runs import ResultsError, Run, RunResult, cached_run, progress, run_key, s
 from .weights import IMAGENET_MEAN, IMAGENET_STD, Pretrained, resnet18_imagenet
 
 # %% auto #0
-__all__ = ['Q1_BUDGETS', 'Q1_RECIPES', 'OPTIMIZERS', 'STEM_INITS', 'MODELS', 'TRAIN_VERSION', 'STEMS', 'PRETRAINED_RESNET_STEMS',
-           'STAND_IN_STEMS', 'Splits', 'make_splits', 'random_crop_flip', 'to_model_input', 'warmup_cosine',
-           'make_optimizer', 'TrainConfig', 'evaluate', 'fit', 'training_rate', 'setting_rates', 'fastest_setting',
-           'resample_kernel', 'init_stem', 'modify_stem', 'efficientnet_classifier', 'stem_name', 'build_resnet18',
-           'build_model', 'gflops_per_image', 'training_gflops_per_image', 'activation_mb_per_image', 'parameter_count',
-           'classification_metrics', 'train_run', 'resnet_run', 'q1_run', 'q1_run_key', 'q1_base', 'q1_sweep',
-           'best_recipe', 'q1_plan', 'q1_outlook', 'plan_gflops', 'spatial_sizes', 'layer_statistics']
+__all__ = ['Q1_BUDGETS', 'Q1_RECIPES', 'OPTIMIZERS', 'STEM_AND_HEAD', 'TRAIN_SAMPLE', 'STEM_INITS', 'MODELS', 'TRAIN_VERSION',
+           'STEMS', 'PRETRAINED_RESNET_STEMS', 'STAND_IN_STEMS', 'Splits', 'make_splits', 'random_crop_flip',
+           'to_model_input', 'warmup_cosine', 'make_optimizer', 'TrainConfig', 'evaluate', 'recompute_bn_statistics',
+           'fit', 'training_rate', 'setting_rates', 'fastest_setting', 'resample_kernel', 'init_stem', 'modify_stem',
+           'efficientnet_classifier', 'stem_name', 'build_resnet18', 'build_model', 'gflops_per_image',
+           'training_gflops_per_image', 'activation_mb_per_image', 'parameter_count', 'classification_metrics',
+           'train_run', 'resnet_run', 'q1_run', 'q1_run_key', 'q1_base', 'q1_sweep', 'best_recipe', 'q1_plan',
+           'q1_outlook', 'plan_gflops', 'spatial_sizes', 'layer_statistics']
 
 # %% ../chapters/10_resnet.ipynb #e9227cf4
-Q1_BUDGETS = {  # images, epochs and seeds of each profile; 'standin' keys size the stand-in's 36x36 runs, '224' keys the runs at 224x224 and their 36x36 twins
+Q1_BUDGETS = {  # images, epochs and seeds of each profile (the stand-in trains on ResNet18's); '224' keys size the runs at 224x224 and their 36x36 twins, 'curve224' the scratch runs at 224x224 that the 224 budget was chosen from
     "smoke": dict(train=64, val=32, test=32, epochs=1, batch=16, evals=2, seeds=2, sweep_epochs=1, recipes=("sgd-0.1", "adamw-2e-3"),
-                  stem_seeds=1, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s1-nomp"), standin_train=64, standin_epochs=1,
+                  stem_seeds=1, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(16, 32),
                   train224=16, val224=16, test224=32, epochs224=1, batch224=8, evals224=1, seeds224=1, compile=False),
     # cpu: 8,000 images is the smallest measured budget at which the scratch baseline clears 50 % (46 % at 4,000, 49 % at 6,000)
     "cpu": dict(train=8000, val=1000, test=5000, epochs=3, batch=128, evals=2, seeds=3, sweep_epochs=3,
                 recipes=("sgd-0.05", "adam-1e-3", "adamw-2e-3"),
-                stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s1-nomp"), standin_train=1500, standin_epochs=3,
-                train224=512, val224=250, test224=1000, epochs224=3, batch224=32, evals224=1, seeds224=3, compile=False),
+                stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(512, 1024, 2048, 4096),
+                train224=2048, val224=250, test224=1000, epochs224=3, batch224=32, evals224=1, seeds224=3, compile=False),
     "full": dict(train=45000, val=5000, test=10000, epochs=30, batch=128, evals=4, seeds=3, sweep_epochs=30,
                  recipes=("sgd-0.05", "sgd-0.1", "sgd-0.2", "sgd-0.1-no-smoothing", "adamw-2e-3"),
-                 stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), standin_train=45000, standin_epochs=30,
+                 stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(),
                  train224=45000, val224=5000, test224=10000, epochs224=30, batch224=128, evals224=4, seeds224=3, compile=True),
 }
 
@@ -113,12 +114,17 @@ def warmup_cosine(total_steps: int, warmup: float = 0.15) -> Callable[[int], flo
 
 # %% ../chapters/10_resnet.ipynb #34a6e60e
 OPTIMIZERS = ("sgd", "adam", "adamw")
+STEM_AND_HEAD = ("conv1.", "bn1.", "fc.", "_conv_stem.", "_bn0.", "_fc.")  # ResNet18's and EfficientNet-Lite0's: the layers Q1 replaces
 
 def make_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
-    "`cfg.optimizer` over `model`'s parameters at `cfg.lr`: SGD with Nesterov momentum `cfg.momentum`, Adam, or AdamW; weight decay `cfg.weight_decay` (L2 for SGD and Adam, decoupled for AdamW) on weight matrices and kernels only, never on biases and batch-norm parameters. Its state is float32, whatever precision the model computes in."
+    "`cfg.optimizer` over `model`'s parameters at `cfg.lr` (the layers outside `STEM_AND_HEAD` at `cfg.body_lr_scale` times it, where the config has one): SGD with Nesterov momentum `cfg.momentum`, Adam, or AdamW; weight decay `cfg.weight_decay` (L2 for SGD and Adam, decoupled for AdamW) on weight matrices and kernels only, never on biases and batch-norm parameters. Its state is float32, whatever precision the model computes in."
     if cfg.optimizer not in OPTIMIZERS: raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
-    groups = [{"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+    body_scale = getattr(cfg, "body_lr_scale", 1.0)
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if (p.ndim > 1) == decays and n.startswith(STEM_AND_HEAD) == new],
+               "weight_decay": cfg.weight_decay if decays else 0.0, "lr": cfg.lr * (1.0 if new else body_scale)}
+              for decays in (True, False) for new in (True, False)]
+    groups = [g for g in groups if g["params"]]
     if cfg.optimizer == "sgd": return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     return (torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW)(groups, lr=cfg.lr)
 
@@ -147,6 +153,8 @@ class TrainConfig:
     augment: bool = True
     pad: int = 4
     evals_per_epoch: int = 1  # rows logged (training and validation loss and accuracy) per epoch
+    bn_images: int = 1024     # before each evaluation, batch-norm statistics are recomputed over this many training images (precise BN); 0: the running averages
+    body_lr_scale: float = 1.0  # learning rate of the layers outside STEM_AND_HEAD, relative to lr
     precision: str = "fp32"   # 'fp32', 'bf16' or 'fp16' autocast (cvbook.core.autocast), or 'auto': the fastest measured
     channels_last: bool | None = True  # memory layout; None: the faster one, measured (see fastest_setting)
     compile: bool = False
@@ -182,10 +190,26 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfi
     preds = torch.cat(preds)
     return loss / len(x), (preds == y.cpu()).float().mean().item(), preds
 
+@torch.no_grad()
+def recompute_bn_statistics(model: nn.Module, x: torch.Tensor, cfg: TrainConfig, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> int:
+    "Precise batch norm: every batch-norm layer's running mean and variance in `model` replaced by their average over uint8 images `x` (batches of `cfg.batch_size`; the other layers in evaluation mode, as when the model is evaluated), so that evaluation does not use averages taken while the weights were still moving. Returns the number of layers; leaves the model in evaluation mode, with each layer's momentum as it was."
+    device = next(model.parameters()).device
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    model.eval()
+    for m in norms: m.reset_running_stats(); m.momentum = None; m.train()   # momentum None: a plain average over the batches
+    for start in range(0, len(x), cfg.batch_size):
+        xb = to_model_input(x[start:start + cfg.batch_size].to(device), cfg.size, mean, std, cfg.channels_last)
+        with _autocast(cfg, device): model(xb)
+    for m, momentum in zip(norms, momenta): m.momentum = momentum; m.eval()
+    return len(norms)
+
+TRAIN_SAMPLE = 1000   # training images (the split's first, unaugmented) whose accuracy is measured in evaluation mode at every row
+
 # %% ../chapters/10_resnet.ipynb #d5cfead7
 def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGENET_MEAN, std=IMAGENET_STD,
         desc: str = "train") -> nn.Module:
-    "Train `model` on `splits` as `cfg` says (optimiser `make_optimizer`, warm-up-cosine schedule, cross-entropy with `cfg.label_smoothing` computed in float32, `cfg.precision` autocast), logging `cfg.evals_per_epoch` rows per epoch to `run` (training loss and accuracy over the steps since the last row, validation loss and accuracy, learning rate, images/s) and checkpointing every epoch; resumes from `run`'s checkpoint. Returns the trained model."
+    "Train `model` on `splits` as `cfg` says (optimiser `make_optimizer`, warm-up-cosine schedule, cross-entropy with `cfg.label_smoothing` computed in float32, `cfg.precision` autocast), logging `cfg.evals_per_epoch` rows per epoch to `run` (training loss and accuracy over the steps since the last row, in training mode; validation loss and accuracy and the accuracy on `TRAIN_SAMPLE` training images, in evaluation mode after `recompute_bn_statistics` over `cfg.bn_images` training images, and at the last row both accuracies before it too; learning rate, images/s) and checkpointing every epoch; resumes from `run`'s checkpoint. Returns the trained model."
     device = torch.device(cfg.device)
     _autocast(cfg, device)  # fails early on a config whose precision is still to be measured
     model = model.to(device)
@@ -193,6 +217,7 @@ def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGE
     opt = make_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")  # float16 gradients underflow without it
     x, y = splits.train_x.to(device), splits.train_y.to(device)
+    sample_x, sample_y = x[:TRAIN_SAMPLE], y[:TRAIN_SAMPLE]
     batches = len(x) // cfg.batch_size  # the incomplete last batch is dropped (a fresh shuffle every epoch)
     if batches == 0: raise ValueError(f"{len(x)} training images are fewer than one batch of {cfg.batch_size}")
     # the steps after which a row is logged: evals_per_epoch of them, evenly spread, the last at the end of the epoch
@@ -231,11 +256,18 @@ def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGE
             bar.update(1)
             if b + 1 in log_after:
                 _sync(device); seconds = time.perf_counter() - start  # training time only: validation is not counted
+                # at the end, the accuracies with the running averages as training left them: what evaluation gives without precise BN
+                as_trained = dict(train_eval_acc_running_bn=evaluate(net, sample_x, sample_y, cfg, mean, std)[1],
+                                  val_acc_running_bn=evaluate(net, splits.val_x, splits.val_y, cfg, mean, std)[1]) \
+                             if cfg.bn_images and epoch + 1 == cfg.epochs and b + 1 == batches else {}
+                if cfg.bn_images: recompute_bn_statistics(net, x[:cfg.bn_images], cfg, mean, std)
                 val_loss, val_acc, _ = evaluate(net, splits.val_x, splits.val_y, cfg, mean, std)
+                train_eval_acc = evaluate(net, sample_x, sample_y, cfg, mean, std)[1]
                 net.train()
                 row = dict(epoch=round(epoch + (b + 1) / batches, 4), step=epoch * batches + b + 1,
-                           train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen, val_loss=val_loss,
-                           val_acc=val_acc, lr=sched.get_last_lr()[0], seconds=seconds, train_images_per_s=seen / seconds)
+                           train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen, train_eval_acc=train_eval_acc,
+                           val_loss=val_loss, val_acc=val_acc, lr=sched.get_last_lr()[0], seconds=seconds,
+                           train_images_per_s=seen / seconds, **as_trained)
                 if device.type == "cuda": row["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
                 run.log(**row)
                 loss_sum.zero_(); correct.zero_(); seen = 0
@@ -299,7 +331,7 @@ def fastest_setting(cfg: TrainConfig, build: Callable[[], nn.Module], seconds: f
 STEM_INITS = ("keep", "random", "resample")
 
 def resample_kernel(weight: torch.Tensor, kernel: int) -> torch.Tensor:
-    "Convolution kernels `weight` (out,in,k,k) shrunk to `kernel` x `kernel` by area averaging and scaled by (k/kernel)^2, which keeps each filter's sum (its response to a flat image)."
+    "Convolution kernels `weight` (out,in,k,k) resized to `kernel` x `kernel` by area averaging (a larger size repeats values) and scaled by (k/kernel)^2, so that a flat filter keeps its sum (its response to a flat image) and any other keeps it roughly."
     k = weight.shape[-1]
     return F.adaptive_avg_pool2d(weight, kernel) * (k / kernel) ** 2
 
@@ -326,8 +358,8 @@ def modify_stem(model: nn.Module, kernel: int = 7, stride: int = 2, maxpool: boo
 
 # %% ../chapters/10_resnet.ipynb #a7c5d1e4
 def efficientnet_classifier(pretrained: Pretrained, classes: int = 10, kernel: int = 3, stride: int = 2, init: str = "keep",
-                            scratch: bool = False) -> nn.Module:
-    "A copy of EfficientNet `pretrained.model` with a new `classes`-way `_fc`, batch-norm momentum 0.1 and its stem (`_conv_stem`) made a `kernel` x `kernel` convolution of `stride`, initialised by `init` (one of STEM_INITS); `scratch=True` re-initialises every layer."
+                            scratch: bool = False, maxpool: bool = False) -> nn.Module:
+    "A copy of EfficientNet `pretrained.model` with a new `classes`-way `_fc`, batch-norm momentum 0.1 and its stem (`_conv_stem`) made a `kernel` x `kernel` convolution of `stride`, initialised by `init` (one of STEM_INITS), followed by a 3x3 stride-2 max pool if `maxpool`; `scratch=True` re-initialises every layer."
     model = copy.deepcopy(pretrained.model)
     model._fc = nn.Linear(model._fc.in_features, classes)
     for m in model.modules():
@@ -341,12 +373,13 @@ def efficientnet_classifier(pretrained: Pretrained, classes: int = 10, kernel: i
     same_shape = (kernel, stride) == (old.kernel_size[0], old.stride[0])  # then the module, with its TensorFlow 'same' padding, stays
     conv = old if same_shape else nn.Conv2d(old.in_channels, old.out_channels, kernel, stride, padding=kernel // 2, bias=False)
     model._conv_stem = init_stem(conv, old.weight.detach().clone(), "random" if scratch else init)
+    if maxpool: model._conv_stem = nn.Sequential(model._conv_stem, nn.MaxPool2d(3, 2, 1))
     return model
 
 def stem_name(cfg: TrainConfig) -> str:
     "A short label for `cfg`'s stem, e.g. '3x3/1, no maxpool (random)' (EfficientNet has no max pool to name)."
     init = {"keep": "pretrained" if cfg.pretrained else "", "random": "random", "resample": "resampled"}[cfg.stem_init]
-    pool = "" if cfg.model != "resnet18" else " + maxpool" if cfg.maxpool else ", no maxpool"
+    pool = " + maxpool" if cfg.maxpool else ", no maxpool" if cfg.model == "resnet18" else ""   # EfficientNet has none of its own
     return f"{cfg.stem_kernel}x{cfg.stem_kernel}/{cfg.stem_stride}{pool}" + (f" ({init})" if init else "")
 
 def build_resnet18(cfg: TrainConfig, pretrained: Pretrained | None = None, classes: int = 10) -> nn.Module:
@@ -363,7 +396,8 @@ def build_model(cfg: TrainConfig, weights: Pretrained | None = None, classes: in
     if cfg.model == "resnet18": return build_resnet18(cfg, weights, classes)
     if cfg.model != "efficientnet-lite0": raise ValueError(f"model must be one of {MODELS}, got {cfg.model!r}")
     if weights is None: raise ValueError("EfficientNet-Lite0 is built from its loaded weights: pass cvbook.weights.efficientnet_lite0()")
-    return efficientnet_classifier(weights, classes, cfg.stem_kernel, cfg.stem_stride, cfg.stem_init, scratch=not cfg.pretrained)
+    return efficientnet_classifier(weights, classes, cfg.stem_kernel, cfg.stem_stride, cfg.stem_init, scratch=not cfg.pretrained,
+                                   maxpool=cfg.maxpool)
 
 # %% ../chapters/10_resnet.ipynb #4025e8c4
 def gflops_per_image(model: nn.Module, size: int) -> float:
@@ -407,7 +441,7 @@ def classification_metrics(y_true: torch.Tensor, y_pred: torch.Tensor, classes: 
             "class_f1": f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0).tolist(),
             "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist()}
 
-TRAIN_VERSION = 1   # raise it when a change alters what a training run computes (its records are then computed anew)
+TRAIN_VERSION = 2   # 2: precise BN before every evaluation, evaluation-mode training accuracy. Raise it when a change alters what a training run computes (its records are then computed anew)
 
 def train_run(name: str, cfg: TrainConfig, data: ImageSet, build: Callable[[], nn.Module], inputs: dict[str, str] | None = None,
               mean=IMAGENET_MEAN, std=IMAGENET_STD, experiment: str = "q1-resnet18") -> RunResult:
@@ -427,7 +461,9 @@ def train_run(name: str, cfg: TrainConfig, data: ImageSet, build: Callable[[], n
         if "peak_memory_mb" in history[-1]: timing["peak_memory_mb"] = history[-1]["peak_memory_mb"]
         # the rates the choice was made from, as measured by the machine that trained this run (the chapter's precision table)
         measured = {"setting_rates": setting_rates(requested, build)} if requested != cfg else {}
-        return {**classification_metrics(splits.test_y, preds, len(data.classes)), "test_loss": test_loss, **costs, **timing, **measured}
+        eval_mode = {k: history[-1][k] for k in ("train_eval_acc", "train_eval_acc_running_bn", "val_acc_running_bn") if k in history[-1]}
+        return {**classification_metrics(splits.test_y, preds, len(data.classes)), "test_loss": test_loss, **eval_mode, **costs, **timing,
+                **measured}
     requested = cfg
     # The key names the experiment, not its arithmetic: a record is reused on any machine, and only a run to be computed
     # measures this machine's fastest setting. cached_run deletes the checkpoint once metrics.json is written.
@@ -470,9 +506,12 @@ STEMS = {  # stem changes: ResNet18's conv1 + maxpool, EfficientNet-Lite0's _con
     "fresh-stem": dict(stem_kernel=3, stem_stride=2, stem_init="random"),
     "3x3s1": dict(stem_kernel=3, stem_stride=1, stem_init="keep"),
     "3x3s1-fresh": dict(stem_kernel=3, stem_stride=1, stem_init="random"),
+    "5x5s2-resampled": dict(stem_kernel=5, stem_stride=2, stem_init="resample"),
+    "3x3s1-mp-pretrained": dict(stem_kernel=3, stem_stride=1, maxpool=True, stem_init="keep"),
+    "3x3s1-fresh-body-lr0.1": dict(stem_kernel=3, stem_stride=1, stem_init="random", body_lr_scale=0.1),
 }
 PRETRAINED_RESNET_STEMS = ("7x7s1-mp", "7x7s1-nomp", "3x3s1-nomp-resampled", "3x3s1-nomp-random")
-STAND_IN_STEMS = ("fresh-stem", "3x3s1", "3x3s1-fresh")
+STAND_IN_STEMS = ("3x3s1", "5x5s2-resampled", "3x3s1-mp-pretrained", "fresh-stem", "3x3s1-fresh", "3x3s1-fresh-body-lr0.1")
 
 def q1_base(budget: dict, recipe: str, device: str = "cpu") -> TrainConfig:
     "The scratch ResNet18 on 36x36 images at `budget`'s sizes, trained with the optimiser settings `Q1_RECIPES[recipe]`; its precision and memory layout are left to `fastest_setting`."
@@ -490,7 +529,7 @@ def best_recipe(sweep: dict[str, RunResult]) -> str:
     return max(sweep, key=lambda name: sweep[name].history[-1]["val_acc"]).removeprefix("sweep-")
 
 def q1_plan(budget: dict, recipe: str, device: str = "cpu") -> dict[str, list[TrainConfig]]:
-    "Every Q1 run after the sweep, `{group: [config of each seed]}`: ResNet18 from scratch (baseline, its float32 twin, stems, 224x224 and its 36x36 twin), pretrained ResNet18 (same experiments), and the EfficientNet-Lite0 stand-in for the pretrained ones (on `budget`'s stand-in sizes)."
+    "Every Q1 run after the sweep, `{group: [config of each seed]}`: ResNet18 from scratch (baseline, its float32 twin, stems, 224x224 and its 36x36 twin), pretrained ResNet18 (same experiments), the scratch runs at 224x224 on more and more images that chose its budget (`budget['curve224']`, seed 0), and the EfficientNet-Lite0 stand-in for the pretrained ones, at ResNet18's budget."
     seeds = lambda cfg, n: [replace(cfg, seed=s) for s in range(n)]
     base = q1_base(budget, recipe, device)
     # a smaller batch keeps the 224x224 runs' few images at enough steps; SGD's learning rate scales with the batch
@@ -501,14 +540,14 @@ def q1_plan(budget: dict, recipe: str, device: str = "cpu") -> dict[str, list[Tr
     plan = {"scratch-36": seeds(base, n), "scratch-36-fp32": [replace(base, precision="fp32")]}
     plan |= {f"scratch-36-{s}": seeds(replace(base, **STEMS[s]), n_stem) for s in budget["scratch_stems"]}
     plan |= {"scratch-224": seeds(at224, n224), "scratch-36-twin": seeds(replace(at224, size=36), n)}
+    plan |= {f"scratch-224-images-{images}": [replace(at224, train_images=images)] for images in budget["curve224"]}
     for model, tag, stems in (("resnet18", "pretrained", PRETRAINED_RESNET_STEMS), ("efficientnet-lite0", "stand-in", STAND_IN_STEMS)):
         pre = dict(model=model, pretrained=True) | ({} if model == "resnet18" else dict(stem_kernel=3, stem_stride=2, maxpool=False))
-        at36 = base if model == "resnet18" else replace(base, train_images=budget["standin_train"], epochs=budget["standin_epochs"])
-        plan |= {f"{tag}-36": seeds(replace(at36, **pre), n), f"{tag}-224": seeds(replace(at224, **pre), n224),
+        plan |= {f"{tag}-36": seeds(replace(base, **pre), n), f"{tag}-224": seeds(replace(at224, **pre), n224),
                  f"{tag}-36-twin": seeds(replace(at224, size=36, **pre), n)}
         if model != "resnet18":  # ResNet18 from scratch is the scratch baseline; the stand-in needs its own
-            plan[f"{tag}-scratch-36"] = seeds(replace(at36, **(pre | dict(pretrained=False, stem_init="random"))), n)
-        plan |= {f"{tag}-36-{s}": seeds(replace(at36, **(pre | STEMS[s])), n if model != "resnet18" else n_stem) for s in stems}
+            plan[f"{tag}-scratch-36"] = seeds(replace(base, **(pre | dict(pretrained=False, stem_init="random"))), n)
+        plan |= {f"{tag}-36-{s}": seeds(replace(base, **(pre | STEMS[s])), n if model != "resnet18" else n_stem) for s in stems}
     return plan
 
 # %% ../chapters/10_resnet.ipynb #eeda30b2
