@@ -234,7 +234,7 @@ def environment() -> dict:
 RECORD_DEVICES: set[str] = set()   # the devices that computed the run records this process has read (cvbook.runs adds them)
 
 def run_size(computed_on: str | None = None, **sizes) -> str:
-    "A one-line statement of what a figure or table came from, e.g. `run_size(train_images=5000, epochs=4)`. The device is `computed_on`, else the devices that computed the run records read so far (`RECORD_DEVICES`: a chapter that reuses records made elsewhere names that machine), else this machine."
+    "A one-line statement of what a figure or table came from, e.g. `run_size(train_images=n, epochs=e)`. The device is `computed_on`, else the devices that computed the run records read so far (`RECORD_DEVICES`: a chapter that reuses records made elsewhere names that machine), else this machine."
     device = computed_on or " and ".join(sorted(RECORD_DEVICES)) or device_name()
     parts = [f"profile {current_profile()}", f"device {device}"]
     parts += [f"{k.replace('_', ' ')} {v:,}" if isinstance(v, int) else f"{k.replace('_', ' ')} {v}" for k, v in sizes.items()]

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 import torch
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm as _tqdm_auto
@@ -25,10 +27,10 @@ from .core import RECORD_DEVICES, environment, project_root, results_dir
 from .data import shown_path
 
 # %% auto #0
-__all__ = ['MEASURED', 'ARITHMETIC', 'PLACEMENT', 'STATUS_VARIABLE', 'LINE_STYLES', 'MARKERS', 'PDF_LINE', 'PANDOC_COLUMNS',
-           'progress', 'as_dict', 'experiment_config', 'run_key', 'ResultsError', 'read_result_file', 'Run',
-           'RunResult', 'stored_result', 'load_result', 'start_wandb', 'DiskFull', 'tell', 'cached_run',
-           'plot_histories', 'column_widths', 'markdown_table', 'write_csv', 'read_csv']
+__all__ = ['MEASURED', 'ARITHMETIC', 'PLACEMENT', 'STATUS_VARIABLE', 'LINE_STYLES', 'MARKERS', 'LABEL_COLOURS', 'PDF_LINE',
+           'PANDOC_COLUMNS', 'progress', 'as_dict', 'experiment_config', 'run_key', 'ResultsError', 'read_result_file',
+           'Run', 'RunResult', 'stored_result', 'load_result', 'start_wandb', 'DiskFull', 'tell', 'cached_run',
+           'label_colour', 'plot_histories', 'column_widths', 'markdown_table', 'write_csv', 'read_csv']
 
 # %% ../chapters/03_runs.ipynb #34cd7c49
 def _interactive() -> bool:
@@ -281,25 +283,41 @@ def _execute(experiment: str, cfg: dict, body: Callable[[Run], dict], inputs: di
 # %% ../chapters/03_runs.ipynb #3df76eef
 LINE_STYLES, MARKERS = ("-", "--", ":", "-."), ("o", "s", "^", "D", "v", "P")
 
+LABEL_COLOURS: dict[str, str] = {}   # label -> colour, kept for the session: a model keeps its colour in every figure of a chapter
+
+def label_colour(label: str) -> str:
+    "The colour of `label` in every figure: the next colour of matplotlib's cycle the first time the label is drawn, the same ever after."
+    return LABEL_COLOURS.setdefault(label, f"C{len(LABEL_COLOURS) % 10}")
+
 def plot_histories(results: dict[str, RunResult | list[RunResult]], metrics: Iterable[str] = ("train_loss", "val_loss"),
                    x: str = "epoch", title: str | None = None, ncols: int | None = None):
-    "One panel per metric, one colour, line style and marker per label (`{label: result or [results of several seeds]}`, each seed a line), so that no label's lines hide another's; returns the matplotlib figure."
+    "One panel per metric, one colour (`label_colour`), line style and marker per label (`{label: result or [results of several seeds]}`): seeds logged at the same points are drawn as their mean with a band from the lowest to the highest seed, others a line each; losses on a log axis (a spike does not flatten the other curves); the legend above the panels, off the data. Returns the matplotlib figure."
     metrics = list(metrics)
     ncols = ncols or len(metrics)
     nrows = -(-len(metrics) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.5 * nrows), squeeze=False)
     for ax, metric in zip(axes.flat, metrics):
-        for colour, (label, runs) in enumerate(results.items()):
-            for seed, result in enumerate(runs if isinstance(runs, list) else [runs]):
-                xs, ys = result.series(metric, x)
-                if xs: ax.plot(xs, ys, marker=MARKERS[colour % len(MARKERS)] if len(xs) < 15 else None, ms=3.5, color=f"C{colour}",
-                               ls=LINE_STYLES[colour % len(LINE_STYLES)], mfc="none" if colour % 2 else None,
-                               alpha=1.0 if seed == 0 else 0.45, lw=1.3 if seed == 0 else 0.9, label=None if seed else label)
+        for style, (label, runs) in enumerate(results.items()):
+            series = [result.series(metric, x) for result in (runs if isinstance(runs, list) else [runs])]
+            series = [(xs, ys) for xs, ys in series if xs]
+            if not series: continue
+            look = dict(color=label_colour(label), ls=LINE_STYLES[style % len(LINE_STYLES)], ms=3.5, lw=1.3,
+                        marker=MARKERS[style % len(MARKERS)] if len(series[0][0]) < 15 else None, mfc="none" if style % 2 else None)
+            if len(series) > 1 and all(xs == series[0][0] for xs, _ in series):
+                ys = np.array([ys for _, ys in series], dtype=float)
+                ax.fill_between(series[0][0], ys.min(0), ys.max(0), color=look["color"], alpha=0.2, lw=0)
+                ax.plot(series[0][0], ys.mean(0), label=label, **look)
+            else:
+                for seed, (xs, ys) in enumerate(series): ax.plot(xs, ys, label=None if seed else label, alpha=1.0 if seed == 0 else 0.5, **look)
+        if "loss" in metric:   # log axis, labelled at 1, 2 and 5 times the powers of ten in plain numbers
+            ax.set_yscale("log"); ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}")); ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(x); ax.set_title(metric.replace("_", " ")); ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(metrics):]: ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
     if title: fig.suptitle(title)
     fig.tight_layout()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(3, len(labels)) or 1, fontsize=8, frameon=False)
     return fig
 
 # %% ../chapters/03_runs.ipynb #646677da

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
@@ -29,21 +29,21 @@ __all__ = ['Q1_BUDGETS', 'Q1_RECIPES', 'OPTIMIZERS', 'STEM_AND_HEAD', 'TRAIN_SAM
            'efficientnet_classifier', 'stem_name', 'build_resnet18', 'build_model', 'gflops_per_image',
            'training_gflops_per_image', 'activation_mb_per_image', 'parameter_count', 'classification_metrics',
            'train_run', 'resnet_run', 'q1_run', 'q1_run_key', 'q1_base', 'q1_sweep', 'best_recipe', 'q1_plan',
-           'q1_outlook', 'plan_gflops', 'spatial_sizes', 'layer_statistics']
+           'recorded_recipe', 'recipe_text', 'q1_outlook', 'plan_gflops', 'spatial_sizes', 'layer_statistics']
 
 # %% ../chapters/10_resnet.ipynb #e9227cf4
-Q1_BUDGETS = {  # images, epochs and seeds of each profile (the stand-in trains on ResNet18's); '224' keys size the runs at 224x224 and their 36x36 twins, 'curve224' the scratch runs at 224x224 that the 224 budget was chosen from
+Q1_BUDGETS = {  # images, epochs and seeds of each profile (the stand-in trains on ResNet18's); '224' keys size the runs at 224x224 and their 36x36 twins, 'curve224' the scratch runs at 224x224 that the 224 budget was chosen from, 'short' the training images of the few-step run where batch-norm averages lag (1.3.3)
     "smoke": dict(train=64, val=32, test=32, epochs=1, batch=16, evals=2, seeds=2, sweep_epochs=1, recipes=("sgd-0.1", "adamw-2e-3"),
-                  stem_seeds=1, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(16, 32),
+                  stem_seeds=1, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(16, 32), short=32,
                   train224=16, val224=16, test224=32, epochs224=1, batch224=8, evals224=1, seeds224=1, compile=False),
     # cpu: 8,000 images is the smallest measured budget at which the scratch baseline clears 50 % (46 % at 4,000, 49 % at 6,000)
     "cpu": dict(train=8000, val=1000, test=5000, epochs=3, batch=128, evals=2, seeds=3, sweep_epochs=3,
                 recipes=("sgd-0.05", "adam-1e-3", "adamw-2e-3"),
-                stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(512, 1024, 2048, 4096),
+                stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(512, 1024, 2048, 4096), short=1500,
                 train224=2048, val224=250, test224=1000, epochs224=3, batch224=32, evals224=1, seeds224=3, compile=False),
     "full": dict(train=45000, val=5000, test=10000, epochs=30, batch=128, evals=4, seeds=3, sweep_epochs=30,
                  recipes=("sgd-0.05", "sgd-0.1", "sgd-0.2", "sgd-0.1-no-smoothing", "adamw-2e-3"),
-                 stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(),
+                 stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(), short=1500,
                  train224=45000, val224=5000, test224=10000, epochs224=30, batch224=128, evals224=4, seeds224=3, compile=True),
 }
 
@@ -209,7 +209,7 @@ TRAIN_SAMPLE = 1000   # training images (the split's first, unaugmented) whose a
 # %% ../chapters/10_resnet.ipynb #d5cfead7
 def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGENET_MEAN, std=IMAGENET_STD,
         desc: str = "train") -> nn.Module:
-    "Train `model` on `splits` as `cfg` says (optimiser `make_optimizer`, warm-up-cosine schedule, cross-entropy with `cfg.label_smoothing` computed in float32, `cfg.precision` autocast), logging `cfg.evals_per_epoch` rows per epoch to `run` (training loss and accuracy over the steps since the last row, in training mode; validation loss and accuracy and the accuracy on `TRAIN_SAMPLE` training images, in evaluation mode after `recompute_bn_statistics` over `cfg.bn_images` training images, and at the last row both accuracies before it too; learning rate, images/s) and checkpointing every epoch; resumes from `run`'s checkpoint. Returns the trained model."
+    "Train `model` on `splits` as `cfg` says (optimiser `make_optimizer`, warm-up-cosine schedule, cross-entropy with `cfg.label_smoothing` computed in float32, `cfg.precision` autocast), logging `cfg.evals_per_epoch` rows per epoch to `run` (training loss and accuracy over the steps since the last row, in training mode; validation loss and accuracy and the accuracy on `TRAIN_SAMPLE` training images, in evaluation mode after `recompute_bn_statistics` over `cfg.bn_images` training images (none: the running averages); learning rate, images/s) and checkpointing every epoch; resumes from `run`'s checkpoint. Returns the trained model."
     device = torch.device(cfg.device)
     _autocast(cfg, device)  # fails early on a config whose precision is still to be measured
     model = model.to(device)
@@ -256,10 +256,6 @@ def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGE
             bar.update(1)
             if b + 1 in log_after:
                 _sync(device); seconds = time.perf_counter() - start  # training time only: validation is not counted
-                # at the end, the accuracies with the running averages as training left them: what evaluation gives without precise BN
-                as_trained = dict(train_eval_acc_running_bn=evaluate(net, sample_x, sample_y, cfg, mean, std)[1],
-                                  val_acc_running_bn=evaluate(net, splits.val_x, splits.val_y, cfg, mean, std)[1]) \
-                             if cfg.bn_images and epoch + 1 == cfg.epochs and b + 1 == batches else {}
                 if cfg.bn_images: recompute_bn_statistics(net, x[:cfg.bn_images], cfg, mean, std)
                 val_loss, val_acc, _ = evaluate(net, splits.val_x, splits.val_y, cfg, mean, std)
                 train_eval_acc = evaluate(net, sample_x, sample_y, cfg, mean, std)[1]
@@ -267,7 +263,7 @@ def fit(run: Run, model: nn.Module, splits: Splits, cfg: TrainConfig, mean=IMAGE
                 row = dict(epoch=round(epoch + (b + 1) / batches, 4), step=epoch * batches + b + 1,
                            train_loss=loss_sum.item() / seen, train_acc=correct.item() / seen, train_eval_acc=train_eval_acc,
                            val_loss=val_loss, val_acc=val_acc, lr=sched.get_last_lr()[0], seconds=seconds,
-                           train_images_per_s=seen / seconds, **as_trained)
+                           train_images_per_s=seen / seconds)
                 if device.type == "cuda": row["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
                 run.log(**row)
                 loss_sum.zero_(); correct.zero_(); seen = 0
@@ -377,10 +373,11 @@ def efficientnet_classifier(pretrained: Pretrained, classes: int = 10, kernel: i
     return model
 
 def stem_name(cfg: TrainConfig) -> str:
-    "A short label for `cfg`'s stem, e.g. '3x3/1, no maxpool (random)' (EfficientNet has no max pool to name)."
+    "A short label for `cfg`'s stem, e.g. '3x3/1, no maxpool (random)' (EfficientNet has no max pool of its own to name), with the body's learning-rate scale when it is not 1."
     init = {"keep": "pretrained" if cfg.pretrained else "", "random": "random", "resample": "resampled"}[cfg.stem_init]
     pool = " + maxpool" if cfg.maxpool else ", no maxpool" if cfg.model == "resnet18" else ""   # EfficientNet has none of its own
-    return f"{cfg.stem_kernel}x{cfg.stem_kernel}/{cfg.stem_stride}{pool}" + (f" ({init})" if init else "")
+    body = f", body lr x{cfg.body_lr_scale:g}" if cfg.body_lr_scale != 1 else ""   # the mitigation for a fresh stem
+    return f"{cfg.stem_kernel}x{cfg.stem_kernel}/{cfg.stem_stride}{pool}" + (f" ({init})" if init else "") + body
 
 def build_resnet18(cfg: TrainConfig, pretrained: Pretrained | None = None, classes: int = 10) -> nn.Module:
     "torchvision's ResNet18 with a new `classes`-way `fc` and `cfg`'s stem; from scratch, or with the weights of `pretrained` when `cfg.pretrained`."
@@ -461,9 +458,8 @@ def train_run(name: str, cfg: TrainConfig, data: ImageSet, build: Callable[[], n
         if "peak_memory_mb" in history[-1]: timing["peak_memory_mb"] = history[-1]["peak_memory_mb"]
         # the rates the choice was made from, as measured by the machine that trained this run (the chapter's precision table)
         measured = {"setting_rates": setting_rates(requested, build)} if requested != cfg else {}
-        eval_mode = {k: history[-1][k] for k in ("train_eval_acc", "train_eval_acc_running_bn", "val_acc_running_bn") if k in history[-1]}
-        return {**classification_metrics(splits.test_y, preds, len(data.classes)), "test_loss": test_loss, **eval_mode, **costs, **timing,
-                **measured}
+        return {**classification_metrics(splits.test_y, preds, len(data.classes)), "test_loss": test_loss,
+                "train_eval_acc": history[-1]["train_eval_acc"], **costs, **timing, **measured}
     requested = cfg
     # The key names the experiment, not its arithmetic: a record is reused on any machine, and only a run to be computed
     # measures this machine's fastest setting. cached_run deletes the checkpoint once metrics.json is written.
@@ -547,18 +543,33 @@ def q1_plan(budget: dict, recipe: str, device: str = "cpu") -> dict[str, list[Tr
                  f"{tag}-36-twin": seeds(replace(at224, size=36, **pre), n)}
         if model != "resnet18":  # ResNet18 from scratch is the scratch baseline; the stand-in needs its own
             plan[f"{tag}-scratch-36"] = seeds(replace(base, **(pre | dict(pretrained=False, stem_init="random"))), n)
+            # a fresh stem after a few steps only: where evaluation with the running batch-norm averages went wrong (1.3.3)
+            short = replace(base, train_images=budget["short"], **(pre | STEMS["3x3s1-fresh"]))
+            plan[f"{tag}-36-3x3s1-fresh-short"] = seeds(short, n)
+            plan[f"{tag}-36-3x3s1-fresh-short-running-bn"] = seeds(replace(short, bn_images=0), n)   # the same, evaluated without precise BN
         plan |= {f"{tag}-36-{s}": seeds(replace(base, **(pre | STEMS[s])), n if model != "resnet18" else n_stem) for s in stems}
     return plan
 
 # %% ../chapters/10_resnet.ipynb #eeda30b2
+def recorded_recipe(budget: dict, data: ImageSet, effnet: Pretrained) -> str | None:
+    "The recipe that `budget`'s sweep chose (`best_recipe`), read from the records; None until every sweep run is recorded."
+    sweep = {name: stored_result(*q1_run_key(cfg, data, effnet)) for name, cfg in q1_sweep(budget).items()}
+    return best_recipe(sweep) if all(sweep.values()) else None
+
+def recipe_text(name: str) -> str:
+    "The optimiser settings `Q1_RECIPES[name]` in words (a setting it does not give is `TrainConfig`'s default)."
+    r = asdict(TrainConfig()) | Q1_RECIPES[name]
+    optimiser = {"sgd": f"SGD with Nesterov momentum {r['momentum']:g}", "adam": "Adam", "adamw": "AdamW"}[r["optimizer"]]
+    decay = ("no weight decay" if not r["weight_decay"] else
+             f"{'decoupled' if r['optimizer'] == 'adamw' else 'L2'} weight decay {r['weight_decay']:g} on the convolution and linear weights")
+    return f"{optimiser} at a peak learning rate of {r['lr']:g}, {decay}, label smoothing {r['label_smoothing']:g}"
+
 def q1_outlook(data: ImageSet | None = None, effnet: Pretrained | None = None, seconds: float = 1.0) -> tuple[int, int, float]:
     "(Q1 runs of the current profile found finished in the records, runs to train, estimated seconds to train them here): each run's images over the fastest `setting_rates` of its architecture on this machine (measured only for the runs to train), its validation and test images at a third of that cost; the recipe is the sweep's choice once the sweep is recorded, else its first candidate (all have the same sizes). Pretrained ResNet18 runs whose weights are missing are left out: the chapter cannot run them."
     from cvbook.data import load_q1
     from cvbook.weights import WeightsUnavailable, efficientnet_lite0
     budget, data, effnet = Q1_BUDGETS[current_profile()], data or load_q1(), effnet or efficientnet_lite0()
-    def stored(cfg: TrainConfig) -> RunResult | None: return stored_result(*q1_run_key(cfg, data, effnet))
-    sweep = {name: stored(cfg) for name, cfg in q1_sweep(budget).items()}
-    recipe = best_recipe(sweep) if all(sweep.values()) else budget["recipes"][0]
+    recipe = recorded_recipe(budget, data, effnet) or budget["recipes"][0]
     planned = {}
     for cfg in [*q1_sweep(budget).values(), *(c for cfgs in q1_plan(budget, recipe).values() for c in cfgs)]:
         try: planned[q1_run_key(cfg, data, effnet)] = cfg
