@@ -30,7 +30,7 @@ from .data import shown_path
 __all__ = ['MEASURED', 'ARITHMETIC', 'PLACEMENT', 'STATUS_VARIABLE', 'LINE_STYLES', 'MARKERS', 'LABEL_COLOURS', 'PDF_LINE',
            'PANDOC_COLUMNS', 'progress', 'as_dict', 'experiment_config', 'run_key', 'ResultsError', 'read_result_file',
            'Run', 'RunResult', 'stored_result', 'load_result', 'start_wandb', 'DiskFull', 'tell', 'cached_run',
-           'label_colour', 'plot_histories', 'column_widths', 'markdown_table', 'write_csv', 'read_csv']
+           'label_colour', 'plot_histories', 'legend_above', 'column_widths', 'markdown_table', 'write_csv', 'read_csv']
 
 # %% ../chapters/03_runs.ipynb #34cd7c49
 def _interactive() -> bool:
@@ -285,8 +285,9 @@ LINE_STYLES, MARKERS = ("-", "--", ":", "-."), ("o", "s", "^", "D", "v", "P")
 
 LABEL_COLOURS: dict[str, str] = {}   # label -> colour, kept for the session: a model keeps its colour in every figure of a chapter
 
-def label_colour(label: str) -> str:
-    "The colour of `label` in every figure: the next colour of matplotlib's cycle the first time the label is drawn, the same ever after."
+def label_colour(label: str, colour: str | None = None) -> str:
+    "The colour of `label` in every figure: `colour` if given (the label keeps it from then on), else the one it was first drawn in, else the next of matplotlib's cycle."
+    if colour is not None: LABEL_COLOURS[label] = colour
     return LABEL_COLOURS.setdefault(label, f"C{len(LABEL_COLOURS) % 10}")
 
 def plot_histories(results: dict[str, RunResult | list[RunResult]], metrics: Iterable[str] = ("train_loss", "val_loss"),
@@ -316,9 +317,14 @@ def plot_histories(results: dict[str, RunResult | list[RunResult]], metrics: Ite
     for ax in list(axes.flat)[len(metrics):]: ax.axis("off")
     if title: fig.suptitle(title)
     fig.tight_layout()
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(3, len(labels)) or 1, fontsize=8, frameon=False)
+    legend_above(fig)
     return fig
+
+def legend_above(fig) -> None:
+    "The legend of `fig`, from the labelled lines of its first panel, above the panels and off the data (it replaces the legend the figure had: call it again after drawing more)."
+    fig.legends.clear()
+    handles, labels = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(3, len(labels)) or 1, fontsize=8, frameon=False)
 
 # %% ../chapters/03_runs.ipynb #646677da
 def _cell(value, digits: int) -> str:

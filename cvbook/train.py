@@ -28,7 +28,7 @@ __all__ = ['Q1_BUDGETS', 'Q1_RECIPES', 'OPTIMIZERS', 'STEM_AND_HEAD', 'TRAIN_SAM
            'fit', 'training_rate', 'setting_rates', 'fastest_setting', 'resample_kernel', 'init_stem', 'modify_stem',
            'efficientnet_classifier', 'stem_name', 'build_resnet18', 'build_model', 'gflops_per_image',
            'training_gflops_per_image', 'activation_mb_per_image', 'parameter_count', 'classification_metrics',
-           'train_run', 'resnet_run', 'q1_run', 'q1_run_key', 'q1_base', 'q1_sweep', 'best_recipe', 'q1_plan',
+           'train_run', 'q1_route', 'q1_run', 'q1_run_key', 'q1_base', 'q1_sweep', 'best_recipe', 'q1_plan',
            'recorded_recipe', 'recipe_text', 'q1_outlook', 'plan_gflops', 'spatial_sizes', 'layer_statistics']
 
 # %% ../chapters/10_resnet.ipynb #e9227cf4
@@ -466,27 +466,26 @@ def train_run(name: str, cfg: TrainConfig, data: ImageSet, build: Callable[[], n
     return cached_run(experiment, cfg, body, {"data": data.fingerprint, **(inputs or {})}, name=name,
                       resolve=lambda c: fastest_setting(c, build), version=TRAIN_VERSION)
 
-def resnet_run(name: str, cfg: TrainConfig, data: ImageSet, weights_path=None) -> RunResult:
-    "A cached ResNet18 run; pretrained ones load `cvbook.weights.resnet18_imagenet(weights_path)` first and raise its `WeightsUnavailable` when the weights are missing."
-    weights = resnet18_imagenet(weights_path) if cfg.pretrained else None
-    inputs = {"weights": weights.sha256} if weights else {}
-    return train_run(name, cfg, data, lambda: build_resnet18(cfg, weights, len(data.classes)), inputs)
 
 # %% ../chapters/10_resnet.ipynb #5d23c2b2
-def q1_run(name: str, cfg: TrainConfig, data: ImageSet, effnet: Pretrained | None = None, weights_path=None) -> RunResult:
-    "One cached Q1 run: ResNet18 as `resnet_run`; EfficientNet-Lite0 built from `effnet` (`cvbook.weights.efficientnet_lite0()`), fed with its own input normalisation and cached under 'q1-effnet-stand-in'."
-    if cfg.model == "resnet18": return resnet_run(name, cfg, data, weights_path)
+def q1_route(cfg: TrainConfig, data: ImageSet, effnet: Pretrained | None = None, weights_path=None) -> tuple[str, dict[str, str], Callable[[], nn.Module], list, list]:
+    "Where `cfg`'s Q1 run goes: (experiment, its inputs besides the data, the model's builder, input mean, input std). ResNet18 goes to 'q1-resnet18' with ImageNet's normalisation, a pretrained one loading `cvbook.weights.resnet18_imagenet(weights_path)` first (its `WeightsUnavailable` when the weights are missing); EfficientNet-Lite0 is built from `effnet` (`cvbook.weights.efficientnet_lite0()`) and goes to 'q1-effnet-stand-in' with its own normalisation."
+    if cfg.model == "resnet18":
+        weights = resnet18_imagenet(weights_path) if cfg.pretrained else None
+        return ("q1-resnet18", {"weights": weights.sha256} if weights else {}, lambda: build_resnet18(cfg, weights, len(data.classes)),
+                list(IMAGENET_MEAN), list(IMAGENET_STD))
     if effnet is None: raise ValueError("an EfficientNet-Lite0 run needs its weights: pass effnet=cvbook.weights.efficientnet_lite0()")
-    mean, std = effnet.normalize.mean.flatten().tolist(), effnet.normalize.std.flatten().tolist()
-    return train_run(name, cfg, data, lambda: build_model(cfg, effnet, len(data.classes)), {"weights": effnet.sha256}, mean, std,
-                     experiment="q1-effnet-stand-in")
+    return ("q1-effnet-stand-in", {"weights": effnet.sha256}, lambda: build_model(cfg, effnet, len(data.classes)),
+            effnet.normalize.mean.flatten().tolist(), effnet.normalize.std.flatten().tolist())
+
+def q1_run(name: str, cfg: TrainConfig, data: ImageSet, effnet: Pretrained | None = None, weights_path=None) -> RunResult:
+    "One cached Q1 run of `cfg`, routed by `q1_route` and trained by `train_run`."
+    experiment, inputs, build, mean, std = q1_route(cfg, data, effnet, weights_path)
+    return train_run(name, cfg, data, build, inputs, mean, std, experiment=experiment)
 
 def q1_run_key(cfg: TrainConfig, data: ImageSet, effnet: Pretrained | None = None, weights_path=None) -> tuple[str, str]:
-    "(experiment, key) under which `q1_run` keeps `cfg`'s run; a pretrained ResNet18 needs its weights (else `WeightsUnavailable`)."
-    if cfg.model == "resnet18":
-        experiment, inputs = "q1-resnet18", ({"weights": resnet18_imagenet(weights_path).sha256} if cfg.pretrained else {})
-    elif effnet is None: raise ValueError("an EfficientNet-Lite0 run needs its weights: pass effnet=cvbook.weights.efficientnet_lite0()")
-    else: experiment, inputs = "q1-effnet-stand-in", {"weights": effnet.sha256}
+    "(experiment, key) under which `q1_run` keeps `cfg`'s run, without training it."
+    experiment, inputs, *_ = q1_route(cfg, data, effnet, weights_path)
     return experiment, run_key(experiment, cfg, {"data": data.fingerprint, **inputs}, TRAIN_VERSION)
 
 # %% ../chapters/10_resnet.ipynb #d15be7d3
