@@ -577,9 +577,10 @@ def build_book(execute: bool = True, only: str = "") -> bool:
                 runs = (f"; runs: {tally.reused - before[0]} reused, {tally.trained - before[1]} trained"
                         if (tally.reused, tally.trained) != before else "")
                 print(f"[{i}/{len(chosen)}] {path.name} done in {seconds:.0f} s{runs}", flush=True)
-        finally:
-            os.environ.pop(STATUS_VARIABLE, None)
-            print(tally, flush=True)
+        except BaseException:
+            print(tally, flush=True)   # what a stopped build did; a finished one says it once, as its last line
+            raise
+        finally: os.environ.pop(STATUS_VARIABLE, None)
         subprocess.run([nbdev_tool("nbdev_clean")], cwd=root, check=True)
     write_summary(root)
     if quarto_command() is None:

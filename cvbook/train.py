@@ -32,19 +32,21 @@ __all__ = ['Q1_BUDGETS', 'Q1_RECIPES', 'OPTIMIZERS', 'STEM_AND_HEAD', 'TRAIN_SAM
            'recorded_recipe', 'recipe_text', 'q1_outlook', 'plan_gflops', 'spatial_sizes', 'layer_statistics']
 
 # %% ../chapters/10_resnet.ipynb #e9227cf4
-Q1_BUDGETS = {  # images, epochs and seeds of each profile (the stand-in trains on ResNet18's); '224' keys size the runs at 224x224 and their 36x36 twins, 'curve224' the scratch runs at 224x224 that the 224 budget was chosen from, 'short' the training images of the few-step run where batch-norm averages lag (1.3.3)
+Q1_BUDGETS = {  # images, epochs and seeds of each profile (the stand-in trains on ResNet18's); '224' keys size the runs at 224x224 and their 36x36 twins, 'curve224' the scratch runs at 224x224 that the 224 budget was chosen from, 'short' the training images of the few-step run where batch-norm averages lag (1.3.3), 'one_seed' the groups trained with one seed (the costliest at stride 1: three would take more than a third of Q1's time), 'long' the long pair (training images, epochs, and the stem compared there with the standard one)
     "smoke": dict(train=64, val=32, test=32, epochs=1, batch=16, evals=2, seeds=2, sweep_epochs=1, recipes=("sgd-0.1", "adamw-2e-3"),
                   stem_seeds=1, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(16, 32), short=32,
-                  train224=16, val224=16, test224=32, epochs224=1, batch224=8, evals224=1, seeds224=1, compile=False),
+                  one_seed=("scratch-36-3x3s1-nomp", "stand-in-36-3x3s1"), long=dict(train=128, epochs=2, stem="3x3s1-mp"), train224=16, val224=16, test224=32, epochs224=1, batch224=8, evals224=1, seeds224=1, compile=False),
     # cpu: 8,000 images is the smallest measured budget at which the scratch baseline clears 50 % (46 % at 4,000, 49 % at 6,000)
     "cpu": dict(train=8000, val=1000, test=5000, epochs=3, batch=128, evals=2, seeds=3, sweep_epochs=3,
                 recipes=("sgd-0.05", "adam-1e-3", "adamw-2e-3"),
-                stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(512, 1024, 2048, 4096), short=1500,
-                train224=2048, val224=250, test224=1000, epochs224=3, batch224=32, evals224=1, seeds224=3, compile=False),
+                stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(512, 1024, 2048), short=1500,
+                one_seed=("scratch-36-3x3s1-nomp", "stand-in-36-3x3s1", "stand-in-36-3x3s1-fresh", "stand-in-36-3x3s1-fresh-body-lr0.1"),
+                long=dict(train=45000, epochs=10, stem="3x3s1-mp"), train224=2048, val224=250, test224=1000, epochs224=3, batch224=32, evals224=1, seeds224=3, compile=False),
     "full": dict(train=45000, val=5000, test=10000, epochs=30, batch=128, evals=4, seeds=3, sweep_epochs=30,
                  recipes=("sgd-0.05", "sgd-0.1", "sgd-0.2", "sgd-0.1-no-smoothing", "adamw-2e-3"),
-                 stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(), short=1500,
-                 train224=45000, val224=5000, test224=10000, epochs224=30, batch224=128, evals224=4, seeds224=3, compile=True),
+                 stem_seeds=3, scratch_stems=("7x7s2-nomp", "3x3s1-mp", "3x3s2-nomp", "3x3s1-nomp"), curve224=(), short=1500, one_seed=(),
+                 # the full budget is the long one already: its long pair is seed 0 of the baseline and of the stem, trained once
+                 long=dict(train=45000, epochs=30, stem="3x3s1-mp"), train224=45000, val224=5000, test224=10000, epochs224=30, batch224=128, evals224=4, seeds224=3, compile=True),
 }
 
 Q1_RECIPES = {  # the optimiser settings the sweep compares (each with the warm-up-cosine schedule); weight decay 5e-4 unless said
@@ -524,7 +526,7 @@ def best_recipe(sweep: dict[str, RunResult]) -> str:
     return max(sweep, key=lambda name: sweep[name].history[-1]["val_acc"]).removeprefix("sweep-")
 
 def q1_plan(budget: dict, recipe: str, device: str = "cpu") -> dict[str, list[TrainConfig]]:
-    "Every Q1 run after the sweep, `{group: [config of each seed]}`: ResNet18 from scratch (baseline, its float32 twin, stems, 224x224 and its 36x36 twin), pretrained ResNet18 (same experiments), the scratch runs at 224x224 on more and more images that chose its budget (`budget['curve224']`, seed 0), and the EfficientNet-Lite0 stand-in for the pretrained ones, at ResNet18's budget."
+    "Every Q1 run after the sweep, `{group: [config of each seed]}`: ResNet18 from scratch (baseline, its float32 twin, stems, 224x224 and its 36x36 twin), pretrained ResNet18 (same experiments), the scratch runs at 224x224 on more and more images that chose its budget (`budget['curve224']`, seed 0), the long pair (`budget['long']`, seed 0), and the EfficientNet-Lite0 stand-in for the pretrained ones, at ResNet18's budget."
     seeds = lambda cfg, n: [replace(cfg, seed=s) for s in range(n)]
     base = q1_base(budget, recipe, device)
     # a smaller batch keeps the 224x224 runs' few images at enough steps; SGD's learning rate scales with the batch
@@ -534,6 +536,9 @@ def q1_plan(budget: dict, recipe: str, device: str = "cpu") -> dict[str, list[Tr
     n, n224, n_stem = budget["seeds"], budget["seeds224"], budget["stem_seeds"]
     plan = {"scratch-36": seeds(base, n), "scratch-36-fp32": [replace(base, precision="fp32")]}
     plan |= {f"scratch-36-{s}": seeds(replace(base, **STEMS[s]), n_stem) for s in budget["scratch_stems"]}
+    # the baseline and one stem at nearly the assignment's budget, one seed each: does the short budget's ranking hold?
+    long = dict(train_images=budget["long"]["train"], epochs=budget["long"]["epochs"])
+    plan |= {"scratch-36-long": [replace(base, **long)], f"scratch-36-{budget['long']['stem']}-long": [replace(base, **long, **STEMS[budget["long"]["stem"]])]}
     plan |= {"scratch-224": seeds(at224, n224), "scratch-36-twin": seeds(replace(at224, size=36), n)}
     plan |= {f"scratch-224-images-{images}": [replace(at224, train_images=images)] for images in budget["curve224"]}
     for model, tag, stems in (("resnet18", "pretrained", PRETRAINED_RESNET_STEMS), ("efficientnet-lite0", "stand-in", STAND_IN_STEMS)):
@@ -547,6 +552,7 @@ def q1_plan(budget: dict, recipe: str, device: str = "cpu") -> dict[str, list[Tr
             plan[f"{tag}-36-3x3s1-fresh-short"] = seeds(short, n)
             plan[f"{tag}-36-3x3s1-fresh-short-running-bn"] = seeds(replace(short, bn_images=0), n)   # the same, evaluated without precise BN
         plan |= {f"{tag}-36-{s}": seeds(replace(base, **(pre | STEMS[s])), n if model != "resnet18" else n_stem) for s in stems}
+    for group in budget["one_seed"]: plan[group] = plan[group][:1]
     return plan
 
 # %% ../chapters/10_resnet.ipynb #eeda30b2
