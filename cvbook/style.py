@@ -28,11 +28,12 @@ from .speed import with_content_loss, with_style_loss
 from .weights import Pretrained, vgg19_features
 
 # %% auto #0
-__all__ = ['VGG19_LAYERS', 'ASSIGNMENT_LAYERS', 'PAPER_LAYERS', 'FLAT', 'FLAT_WINDOW', 'STYLE_VERSION', 'vgg19_layer_names',
-           'nth_conv', 'Layers', 'VGGFeatures', 'scaled_size', 'image_tensor', 'fit_to', 'to_pil', 'min_side',
-           'check_inputs', 'content_loss', 'gram_matrix', 'style_loss', 'StyleObjective', 'flattened',
-           'projected_gradient', 'optimise', 'loss_scales', 'StyleConfig', 'Transfer', 'start_image', 'transfer',
-           'stylize', 'check_output', 'write_image', 'stylize_cli']
+__all__ = ['VGG19_LAYERS', 'ASSIGNMENT_LAYERS', 'PAPER_LAYERS', 'FLAT', 'FLAT_WINDOW', 'STYLE_VERSION',
+           'TRANSFER_BYTES_PER_PIXEL', 'TRANSFER_FIXED_BYTES', 'vgg19_layer_names', 'nth_conv', 'Layers', 'VGGFeatures',
+           'scaled_size', 'image_tensor', 'fit_to', 'to_pil', 'min_side', 'check_inputs', 'content_loss', 'gram_matrix',
+           'style_loss', 'StyleObjective', 'flattened', 'projected_gradient', 'optimise', 'loss_scales', 'StyleConfig',
+           'Transfer', 'start_image', 'transfer', 'stylize', 'transfer_memory', 'available_memory', 'check_memory',
+           'check_output', 'write_image', 'stylize_cli']
 
 # %% ../chapters/30_style.ipynb #468fdf9b
 def vgg19_layer_names(blocks: tuple[int, ...] = (2, 2, 4, 4, 4)) -> list[str]:
@@ -130,7 +131,7 @@ def min_side(layers: Iterable[str], names: list[str] = VGG19_LAYERS) -> int:
 def check_inputs(content_path: Path, style_path: Path, size: int, layers: Layers) -> tuple[int, int]:
     "The (height, width) the content image gets at `size` (its longer side), once both images are known to be readable and that size is large enough for `layers`; raises `cvbook.data.DataError` or `ValueError` saying what to change, before any work is done."
     for path in (content_path, style_path):
-        if not Path(path).is_file(): raise ValueError(f"{shown_path(path)}: no such file")
+        if not Path(path).exists(): raise ValueError(f"{shown_path(path)}: no such file")   # a folder: `load_image` says so
     content = load_image(content_path)
     load_image(style_path)
     height, width = scaled_size(content, size)
@@ -348,6 +349,44 @@ def stylize(config: StyleConfig, pretrained: Pretrained, content_path: Path, sty
     return result, load_image(result.folder/"result.png")
 
 # %% ../chapters/30_style.ipynb #91083743
+# Measured here (AMD EPYC, fp32, either layer set, a 4:3 photo at 256 and 384 px, L-BFGS's 50 pairs of history full): the transfer
+# took 4.4 to 4.6 KB per pixel of the content image above the loaded network; the estimate adds a third, and the network and photos.
+TRANSFER_BYTES_PER_PIXEL, TRANSFER_FIXED_BYTES = 6_000, 400 * 2**20
+
+def transfer_memory(height: int, width: int) -> int:
+    "Bytes a style transfer (`transfer` with L-BFGS) of a `height` x `width` content image needs, estimated from above: `TRANSFER_BYTES_PER_PIXEL` a pixel (VGG19's activations up to the deepest layer read, kept for the backward pass, their gradients, L-BFGS's 50 pairs of image-sized vectors) and `TRANSFER_FIXED_BYTES` (the network's weights, the decoded photos)."
+    return TRANSFER_FIXED_BYTES + TRANSFER_BYTES_PER_PIXEL * height * width
+
+def available_memory(device: str | torch.device = "cpu") -> int | None:
+    "Bytes free for a new computation on `device`: a GPU's free memory; else MemAvailable from /proc/meminfo, lowered to what a cgroup's memory limit leaves; None where it cannot be read."
+    device = torch.device(device)
+    if device.type == "cuda": return torch.cuda.mem_get_info(device)[0]
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines() if ":" in line)
+        free = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError): return None
+    for limit, used in (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try: free = min(free, int(Path("/sys/fs/cgroup", limit).read_text()) - int(Path("/sys/fs/cgroup", used).read_text()))
+        except (OSError, ValueError): pass    # no such cgroup file, or no limit ('max')
+    return free
+
+def check_memory(height: int, width: int, size: int, device: str | torch.device = "cpu", available: int | None = None) -> None:
+    "Raises a `ValueError` naming `--size` when the transfer of a `height` x `width` content image (`size` its longer side) would need more memory (`transfer_memory`) than `available` (default: `available_memory(device)`), with both and the largest size that fits; before any work. Nothing when the free memory cannot be read."
+    available = available_memory(device) if available is None else available
+    need = transfer_memory(height, width)
+    if available is None or need <= available: return
+    aspect = min(height, width) / max(height, width)
+    fits, too_big = 0, size
+    while too_big - fits > 1:       # the largest longer side whose image fits: bisection
+        middle = (fits + too_big) // 2
+        if transfer_memory(middle, max(1, round(middle * aspect))) <= available: fits = middle
+        else: too_big = middle
+    gib = lambda n: f"{n / 2**30:,.1f} GiB"
+    where = f"free on {device_name(device)}" if torch.device(device).type == "cuda" else "available on this machine"
+    raise ValueError(f"--size {size}: a {width}x{height} result needs about {gib(need)} of memory (VGG19's activations for the backward pass "
+                     f"and L-BFGS's history, {TRANSFER_BYTES_PER_PIXEL / 1000:.0f} KB a pixel), but {gib(available)} is {where}; "
+                     + (f"use --size {fits} or less" if fits else "free some memory first"))
+
 def check_output(output: Path, inputs: Iterable[Path]) -> Path:
     "`output` once an image can be written there without replacing any of `inputs` (also through links or other spellings of their paths): its extension names a format PIL saves RGB images in, and its folder exists or can be made and is writable; raises `ValueError` saying what to change."
     output = Path(output)
@@ -416,7 +455,7 @@ def stylize_cli(argv: list[str] | None = None) -> None:
     parser.add_argument("style", type=Path, help="the painting whose style to take")
     parser.add_argument("-o", "--output", type=Path, required=True,
                         help="where to write the result, in the format its extension names (.png, .jpg, ...); never one of the inputs")
-    parser.add_argument("--size", type=_at_least_one, default=512, help="longer side of the result in pixels (default 512)")
+    parser.add_argument("--size", type=_at_least_one, default=512, help="longer side of the result in pixels (default 512); a size whose estimated memory does not fit is refused")
     # argparse %-formats help strings, hence %%
     parser.add_argument("--steps", type=_at_least_one, default=300, help="forward and backward passes of the network at most (default 300); "
                         f"it stops earlier once the loss has flattened (the last {FLAT_WINDOW} brought less than {FLAT * 100:.1f}%% of its descent)")
@@ -433,6 +472,7 @@ def stylize_cli(argv: list[str] | None = None) -> None:
     try:
         height, width = check_inputs(args.photo, args.style, args.size, layers)
         output = check_output(args.output, (args.photo, args.style))
+        check_memory(height, width, args.size, args.device)
     except (ValueError, DataError) as problem: parser.error(str(problem))
     bar = progress(total=args.steps, desc=f"{args.photo.name} x {args.style.name} on {device_name(args.device)}")
     try:
