@@ -240,7 +240,8 @@ def device_name(device=None) -> str:
     "A readable name for `device`: the GPU model, or the CPU's model with its thread count and bfloat16 units, so that a record says which kind of machine computed it."
     device = torch.device(device or default_device())
     if device.type == "cuda": return torch.cuda.get_device_name(device)
-    return f"{cpu_model()} ({torch.get_num_threads()} threads, {bf16_units()})"
+    threads = torch.get_num_threads()
+    return f"{cpu_model()} ({threads} thread{'s' * (threads != 1)}, {bf16_units()})"
 
 def environment() -> dict:
     "What a run ran on: profile, device (`device_name`), library versions."
