@@ -349,10 +349,9 @@ def to_8bit_grey(im: Image.Image) -> Image.Image:
     finite = values[np.isfinite(values)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
     in_range = lambda top: low >= 0 and high <= top
-    if im.mode.startswith("I;16") or (im.mode == "I" and in_range(65535)): low, full = 0.0, 65535.0
-    elif im.mode == "F" and in_range(1): low, full = 0.0, 1.0
-    elif im.mode == "F" and in_range(255): low, full = 0.0, 255.0
-    elif im.mode == "F" and in_range(65535): low, full = 0.0, 65535.0
+    stored = (65535,) if im.mode.startswith("I;16") or im.mode == "I" else (1, 255, 65535) if im.mode == "F" else ()
+    top = next((float(t) for t in stored if in_range(t)), None)     # the smallest stored range that holds every value
+    if top: low, full = 0.0, top
     else: full = high if high > low else low + 1
     scaled = (np.nan_to_num(values, nan=low, posinf=full, neginf=low) - low) * (255 / (full - low))
     grey = Image.fromarray(np.rint(scaled.clip(0, 255)).astype(np.uint8))

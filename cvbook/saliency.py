@@ -31,7 +31,7 @@ def assignment_input(model: Pretrained) -> Pretrained:
     `model(rgb)` (logits and input gradients) is unchanged. Raises `ValueError` if `normalize` is not an affine map."""
     assignment = imagenet_normalize()
     own = model.normalize.eval()
-    probe = torch.rand(2, 3, 5, 5)
+    probe = torch.rand(2, 3, 5, 5, generator=torch.Generator().manual_seed(0))   # the same check on every call
     with torch.no_grad():
         if torch.allclose(own(probe), assignment(probe), atol=1e-6): return model
         basis = torch.cat([torch.zeros(1, 3), torch.eye(3)]).view(4, 3, 1, 1)            # z = 0, then each unit vector
